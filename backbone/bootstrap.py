@@ -1,0 +1,32 @@
+"""Everything that must exist before anything produces: topics, schemas, reference data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backbone.avro import Registry
+from backbone.catalog import catalog_for
+from backbone.errors import ServiceUnavailable
+from backbone.reference import load_regions, publish_regions
+from backbone.schemas import register_catalog
+from backbone.settings import Settings
+from backbone.topics import REF_REGIONS, ensure_topics, named, topic_plan
+
+
+@dataclass
+class BootstrapReport:
+    topics_created: list[str]
+    subjects: list[str]
+    regions: int
+
+
+def bootstrap(settings: Settings) -> BootstrapReport:
+    if not settings.kafka_bootstrap or not settings.registry_url:
+        raise ServiceUnavailable(
+            "no Kafka or registry address", hint="set BACKBONE_KAFKA_BOOTSTRAP and BACKBONE_REGISTRY_URL"
+        )
+    catalog = catalog_for(settings)
+    created = ensure_topics(settings.kafka_bootstrap, topic_plan(catalog, settings), settings.topic_replication)
+    reports = register_catalog(Registry(settings.registry_url), catalog, settings)
+    regions = publish_regions(settings.kafka_bootstrap, named(settings, REF_REGIONS), load_regions(settings.regions_csv))
+    return BootstrapReport(created, [r.subject for r in reports], regions)

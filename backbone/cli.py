@@ -1,0 +1,172 @@
+"""The `backbone` command. User mistakes and unreachable services print one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import requests
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from backbone.errors import UserError
+from backbone.settings import Settings, get_settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Open-government event backbone.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def prepare() -> None:
+    """Resolve the local stack's jars with Maven (cached outside the repo)."""
+    from backbone.stack import prepare as resolve
+
+    classpath, apicurio = resolve(_settings())
+    out.print(f"Kafka classpath: {len(classpath.split(':'))} jars; Apicurio Registry: {apicurio}")
+
+
+@app.command()
+def init() -> None:
+    """Create the topics, register the schemas and publish the reference data."""
+    from backbone.bootstrap import bootstrap
+
+    report = bootstrap(_settings())
+    out.print(f"topics created: {len(report.topics_created)}; subjects: {len(report.subjects)}; regions: {report.regions}")
+
+
+@app.command()
+def simulate(
+    domain: Annotated[str, typer.Argument(help="domain to simulate, e.g. licensing")],
+    rate: Annotated[float, typer.Option(help="changes per second (0 = as fast as possible)")] = 20.0,
+    count: Annotated[int | None, typer.Option(help="stop after this many changes")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 1,
+) -> None:
+    """Run a simulated departmental system that produces change events."""
+    from producers.simulate import run_simulator
+
+    settings = _settings()
+    _logging(settings)
+    sent = run_simulator(settings, domain, rate=rate, count=count, duration=duration, bad_ratio=bad_ratio, seed=seed)
+    err.print(f"{domain}: {sent} change events acknowledged")
+
+
+@app.command()
+def processor() -> None:
+    """Run the Faust worker: validate, enrich and pseudonymise cdc.* into clean.*."""
+    from backbone import metrics
+    from backbone.stack import write_state
+    from stream_processors.processor import run_worker
+
+    settings = _settings()
+    port = metrics.serve_metrics(settings.bind_host, settings.processor_metrics_port)
+    write_state(settings.run_dir, processor_metrics_url=f"http://{settings.bind_host}:{port}/metrics")
+    run_worker(settings)
+
+
+@app.command()
+def sink() -> None:
+    """Run the ClickHouse sink and its read-only query endpoint."""
+    from sinks.service import run_sink
+
+    settings = _settings()
+    _logging(settings)
+    run_sink(settings)
+
+
+def _query_url(settings: Settings) -> str | None:
+    from backbone.stack import read_state
+
+    if settings.query_port:
+        return f"http://127.0.0.1:{settings.query_port}/"
+    return read_state(settings.run_dir).get("query_url")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="a read-only statement, e.g. \"SELECT count() FROM ...\"")],
+    raw: Annotated[bool, typer.Option("--raw", help="print tab-separated values instead of a table")] = False,
+) -> None:
+    """Query the live store through the running sink's read-only endpoint."""
+    settings = _settings()
+    url = _query_url(settings)
+    if not url:
+        raise UserError("no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT")
+    try:
+        resp = requests.post(url, params={"default_format": "TabSeparated" if raw else "JSONCompact"},
+                             data=query.encode(), timeout=settings.query_timeout_seconds + 5)
+    except requests.ConnectionError:
+        raise UserError(f"the query endpoint {url} does not answer", hint="is the demo or the sink running?") from None
+    if resp.status_code != 200:
+        raise UserError(f"query failed (HTTP {resp.status_code}): {resp.text.strip()}")
+    if raw:
+        sys.stdout.write(resp.text)
+        return
+    try:
+        data = resp.json()
+    except ValueError:  # the query named its own FORMAT
+        sys.stdout.write(resp.text)
+        return
+    table = Table(*[m["name"] for m in data["meta"]], header_style="bold")
+    for row in data["data"]:
+        table.add_row(*[json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else str(v) for v in row])
+    out.print(table)
+    err.print(f"{data.get('rows', len(data['data']))} rows in {data.get('statistics', {}).get('elapsed', 0):.3f}s")
+
+
+@app.command()
+def status() -> None:
+    """Show what the running demo serves and each stage's counters."""
+    from backbone.progress import collect, render
+
+    settings = _settings()
+    out.print(render(collect(settings.run_dir)))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
+    rate: Annotated[float, typer.Option(help="simulated changes per second")] = 20.0,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.02,
+) -> None:
+    """Start the local stack and the pipeline on a simulated licensing office, with live progress."""
+    from backbone.demo import run_demo
+
+    run_demo(_settings(), duration=duration, rate=rate, bad_ratio=bad_ratio)
+
+
+def main() -> None:
+    try:
+        load_settings()  # bad settings: one clear line before anything starts
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        from click.exceptions import ClickException
+
+        if isinstance(exc, ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The change-event contract shared by every departmental system.
+
+A payload schema (one .avsc per entity) describes the entity's record. Custom attributes on its
+fields carry the rules the processor applies without per-domain code:
+  "pii": true         personal data: pseudonymised with a keyed hash before analytics
+  "region": "village" | "kecamatan"   an official region code: validated and enriched with names
+  "min": <number>     a lower bound (amounts, counts)
+The envelope (schemas/envelope.avsc) wraps the payload as `before`/`after` with source metadata.
+The clean schema is the flat record the processor emits and the sink stores.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+PAYLOAD_PLACEHOLDER = "__PAYLOAD__"
+ENVELOPE_FILE = "envelope.avsc"
+OPS = ("c", "u", "d", "r")
+
+_TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
+
+# Fields every clean record starts with, ahead of the payload's own fields.
+CLEAN_META_FIELDS: list[dict[str, Any]] = [
+    {"name": "event_id", "type": "string"},
+    {"name": "op", "type": "string"},
+    {"name": "entity_key", "type": "string"},
+    {"name": "is_deleted", "type": "boolean"},
+    {"name": "source_system", "type": "string"},
+    {"name": "source_department", "type": "string"},
+    {"name": "source_entity", "type": "string"},
+    {"name": "source_position", "type": "string"},
+    {"name": "ts_source", "type": _TS_MILLIS},
+    {"name": "ts_emitted", "type": _TS_MILLIS},
+    {"name": "ts_processed", "type": _TS_MILLIS},
+    {"name": "payload_version", "type": "int"},
+]
+
+
+def event_id(system: str, entity: str, key: str, position: str) -> str:
+    """Deterministic id: the same change captured twice gets the same id."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (system, entity, key, position):
+        digest.update(part.encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def pseudonymise(secret: bytes, value: str) -> str:
+    """Keyed hash: stable across events (joins still work), irreversible without the key."""
+    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def load_envelope_template(schemas_dir: Path) -> dict[str, Any]:
+    return json.loads((schemas_dir / ENVELOPE_FILE).read_text())
+
+
+def compose_envelope(template: Mapping[str, Any], payload: Mapping[str, Any], entity_name: str) -> dict[str, Any]:
+    """The topic's value schema: the envelope with the payload record in before/after."""
+    envelope = copy.deepcopy(dict(template))
+    payload_name = _full_name(payload)
+    envelope["name"] = f"{payload['name']}Change"
+    first = True
+    for f in envelope["fields"]:
+        if f["type"] == ["null", PAYLOAD_PLACEHOLDER]:
+            # A named type is defined once; the second use refers to it by name.
+            f["type"] = ["null", copy.deepcopy(dict(payload)) if first else payload_name]
+            first = False
+    envelope.setdefault("doc", f"Change events of {entity_name}")
+    return envelope
+
+
+def _full_name(schema: Mapping[str, Any]) -> str:
+    ns = schema.get("namespace")
+    return f"{ns}.{schema['name']}" if ns and "." not in schema["name"] else schema["name"]
+
+
+def _is_nullable(avro_type: Any) -> bool:
+    return isinstance(avro_type, list) and "null" in avro_type
+
+
+def _non_null(avro_type: Any) -> Any:
+    if isinstance(avro_type, list):
+        rest = [t for t in avro_type if t != "null"]
+        return rest[0] if len(rest) == 1 else rest
+    return avro_type
+
+
+@dataclass(frozen=True)
+class RegionField:
+    name: str
+    level: str  # "village" or "kecamatan"
+    nullable: bool
+
+    @property
+    def prefix(self) -> str:
+        suffix = f"{self.level}_code"
+        return self.name[: -len(suffix)] if self.name.endswith(suffix) else f"{self.name}_"
+
+    def enrichment_fields(self) -> list[tuple[str, str]]:
+        """(output field, what it holds) pairs added next to the code."""
+        if self.level == "village":
+            return [
+                (f"{self.prefix}village_name", "village_name"),
+                (f"{self.prefix}kecamatan_code", "kecamatan_code"),
+                (f"{self.prefix}kecamatan_name", "kecamatan_name"),
+            ]
+        return [(f"{self.prefix}kecamatan_name", "kecamatan_name")]
+
+
+@dataclass
+class PayloadRules:
+    """What the processor needs to know about one payload schema, read from its attributes."""
+
+    schema: dict[str, Any]
+    pii: frozenset[str] = field(default_factory=frozenset)
+    regions: tuple[RegionField, ...] = ()
+    minimums: dict[str, float] = field(default_factory=dict)
+    required: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_schema(cls, payload: Mapping[str, Any]) -> PayloadRules:
+        pii, regions, minimums, required = set(), [], {}, set()
+        for f in payload["fields"]:
+            if f.get("pii") is True:
+                pii.add(f["name"])
+            if f.get("region") in ("village", "kecamatan"):
+                regions.append(RegionField(f["name"], f["region"], _is_nullable(f["type"])))
+            if isinstance(f.get("min"), int | float):
+                minimums[f["name"]] = f["min"]
+            if not _is_nullable(f["type"]):
+                required.add(f["name"])
+        return cls(dict(payload), frozenset(pii), tuple(regions), minimums, frozenset(required))
+
+    @cached_property
+    def version(self) -> int:
+        return int(self.schema.get("version", 1))
+
+    def clean_schema(self) -> dict[str, Any]:
+        """The flat record on clean.* topics and in the sink's tables."""
+        fields: list[dict[str, Any]] = copy.deepcopy(CLEAN_META_FIELDS)
+        for f in self.schema["fields"]:
+            out = copy.deepcopy(f)
+            if f["name"] in self.pii:
+                out["type"] = ["null", "string"] if _is_nullable(f["type"]) else "string"
+                out["doc"] = "Pseudonymised (keyed hash) personal data."
+                out.pop("default", None)
+                if _is_nullable(f["type"]):
+                    out["default"] = None
+            fields.append(out)
+            for region in self.regions:
+                if region.name == f["name"]:
+                    for name, _ in region.enrichment_fields():
+                        # Nullable: a code unknown to an older reference table must not block storage.
+                        fields.append({"name": name, "type": ["null", "string"], "default": None})
+        return {
+            "type": "record",
+            "name": f"{self.schema['name']}Clean",
+            "namespace": self.schema.get("namespace", ""),
+            "doc": f"Validated, enriched and pseudonymised {self.schema['name']} changes.",
+            "fields": fields,
+        }
+
+
+class Rejected(Exception):
+    """An event that fails validation; the message is the dead-letter reason."""
+
+
+def to_millis(value: Any) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+def clean_event(
+    event: Mapping[str, Any],
+    rules: PayloadRules,
+    regions: Mapping[str, Mapping[str, Any]],
+    secret: bytes,
+    key_fields: tuple[str, ...],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Validate one decoded change event and turn it into a clean record, or raise Rejected."""
+    op = event.get("op")
+    if op not in OPS:
+        raise Rejected(f"field 'op' value {op!r}: not one of {', '.join(OPS)}")
+    state = event.get("before") if op == "d" else event.get("after")
+    if state is None:
+        raise Rejected(f"field '{'before' if op == 'd' else 'after'}' is empty for op {op!r}")
+    if not event.get("event_id"):
+        raise Rejected("field 'event_id' is empty")
+    for name in key_fields:
+        if state.get(name) in (None, ""):
+            raise Rejected(f"key field {name!r} is empty")
+    for name in rules.required:
+        if state.get(name) is None:
+            raise Rejected(f"field {name!r} is missing")
+    for name, minimum in rules.minimums.items():
+        value = state.get(name)
+        if value is not None and value < (Decimal(str(minimum)) if isinstance(value, Decimal) else minimum):
+            raise Rejected(f"field {name!r} value {value}: below the minimum {minimum}")
+
+    source = event["source"]
+    record: dict[str, Any] = {
+        "event_id": event["event_id"],
+        "op": op,
+        "entity_key": event.get("key") or "|".join(str(state[k]) for k in key_fields),
+        "is_deleted": op == "d",
+        "source_system": source["system"],
+        "source_department": source["department"],
+        "source_entity": source["entity"],
+        "source_position": source["position"],
+        "ts_source": event["ts_source"],
+        "ts_emitted": event["ts_emitted"],
+        "ts_processed": now or datetime.now(UTC),
+        "payload_version": event.get("payload_version", rules.version),
+    }
+    for name, value in state.items():
+        if name in rules.pii and value is not None:
+            value = pseudonymise(secret, str(value))
+        record[name] = value
+    for region in rules.regions:
+        code = state.get(region.name)
+        if code is None:
+            for name, _ in region.enrichment_fields():
+                record[name] = None
+            continue
+        info = regions.get(code)
+        if info is None or info.get("level") != region.level:
+            raise Rejected(f"field {region.name!r} value {code!r}: unknown {region.level} code")
+        parent = regions.get(info.get("parent", "")) or {}
+        values = {
+            "village_name": info["name"],
+            "kecamatan_name": parent.get("name") if region.level == "village" else info["name"],
+            "kecamatan_code": info.get("parent"),
+        }
+        for name, what in region.enrichment_fields():
+            record[name] = values[what]
+    return record

@@ -1,0 +1,142 @@
+"""One settings object for every process, read from BACKBONE_* environment variables and an
+optional TOML file (BACKBONE_CONFIG, default ./backbone.toml). Local defaults need no configuration:
+with no Kafka or registry address set, `backbone demo` starts its own on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from backbone.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "BACKBONE_CONFIG"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, "backbone.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BACKBONE_", extra="forbid", validate_default=True)
+
+    # Where local state lives: Kafka log dirs, the chDB store, process logs, the local PII key.
+    run_dir: Path = Field(default=PROJECT_ROOT / "var")
+    # Services. Empty means "local mode": the demo or test fixtures start them and fill these in.
+    kafka_bootstrap: str = ""
+    registry_url: str = ""  # Confluent-compatible API, e.g. http://127.0.0.1:8080/apis/ccompat/v7
+    clickhouse_dsn: str = ""  # chdb:///path (embedded) or http://user@host:8123/db (server)
+    clickhouse_password: SecretStr = SecretStr("")
+
+    catalog_dir: Path = PROJECT_ROOT / "catalog"
+    schemas_dir: Path = PROJECT_ROOT / "schemas"
+    regions_csv: Path = PROJECT_ROOT / "data" / "bojonegoro_regions.csv"
+
+    # Keyed hash for personal data. Production: set BACKBONE_PII_KEY from a secret store.
+    # Local mode: a random key is created once in run_dir/pii.key (never in the repo).
+    pii_key: SecretStr = SecretStr("")
+
+    # Prepended to every topic name: one broker can hold several environments (or test runs).
+    topic_prefix: str = Field(default="", pattern=r"^[a-zA-Z0-9._-]*$")
+    topic_partitions: int = Field(default=4, ge=1)
+    # Topic-creation replication; 1 for the single local broker.
+    topic_replication: int = Field(default=1, ge=1)
+
+    processor_batch_size: int = Field(default=2000, ge=1)
+    processor_batch_seconds: float = Field(default=0.05, gt=0)
+    processor_app_id: str = "backbone-processor"
+
+    sink_batch_size: int = Field(default=5000, ge=1)
+    sink_batch_seconds: float = Field(default=0.5, gt=0)
+    sink_group_id: str = "backbone-sink"
+
+    # Ports of the HTTP endpoints. 0 = pick a free loopback port (local mode).
+    bind_host: str = "127.0.0.1"
+    producer_metrics_port: int = Field(default=0, ge=0, le=65535)
+    processor_metrics_port: int = Field(default=0, ge=0, le=65535)
+    sink_metrics_port: int = Field(default=0, ge=0, le=65535)
+    query_port: int = Field(default=0, ge=0, le=65535)
+    query_timeout_seconds: float = Field(default=10.0, gt=0)
+    query_max_rows: int = Field(default=100_000, ge=1)
+
+    # Local stack: JDKs (Kafka needs 17+, Apicurio Registry 3.3 needs 21+) and versions.
+    java_home: Path | None = None
+    registry_java_home: Path | None = None
+    kafka_version: str = "4.1.1"
+    apicurio_version: str = "3.3.3"
+    kafka_heap: str = "512m"
+    registry_heap: str = "384m"
+
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, environment, then the optional TOML file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.run_dir / "clickhouse"
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.chdb_path}"
+
+    def pii_secret(self) -> bytes:
+        """The pseudonymisation key: from the environment, or a local one created on first use."""
+        if self.pii_key.get_secret_value():
+            return self.pii_key.get_secret_value().encode()
+        key_file = self.run_dir / "pii.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(os.urandom(32).hex())
+        return key_file.read_text().strip().encode()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            source = f"BACKBONE_{field.upper()}"
+            problems.append(f"{source}={err.get('input')!r}: {err['msg']}")
+        raise ConfigError(
+            "invalid settings: " + "; ".join(problems), hint=f"environment or {_config_file()}"
+        ) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
+        raise ConfigError(f"cannot read settings file {_config_file()}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

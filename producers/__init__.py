@@ -1,0 +1,1 @@
+"""Adapters and simulators that turn departmental systems' changes into Avro change events."""

@@ -1,0 +1,1 @@
+"""Sinks: keep ClickHouse current from the clean topics."""

@@ -1,0 +1,123 @@
+"""ClickHouse tables derived from the clean Avro schemas: the sink needs no per-domain code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
+INGEST_COLUMNS = [
+    ("_topic", "LowCardinality(String)"),
+    ("_partition", "Int32"),
+    ("_offset", "Int64"),
+    ("ts_stored", "DateTime64(3, 'UTC')"),
+]
+
+DEAD_LETTERS_TABLE = "dead_letters"
+DEAD_LETTERS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
+    stage LowCardinality(String),
+    reason String,
+    source_topic LowCardinality(String),
+    source_partition Int32,
+    source_offset Int64,
+    key String,
+    value String COMMENT 'the original bytes, untouched',
+    ts_failed DateTime64(3, 'UTC'),
+    _topic LowCardinality(String),
+    _partition Int32,
+    _offset Int64,
+    ts_stored DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (_topic, _partition, _offset)
+"""
+
+
+def _primitive(avro_type: Any) -> str:
+    if isinstance(avro_type, dict):
+        logical = avro_type.get("logicalType")
+        base = avro_type.get("type")
+        if logical == "decimal":
+            return f"Decimal({avro_type['precision']}, {avro_type.get('scale', 0)})"
+        if logical == "timestamp-millis":
+            return "DateTime64(3, 'UTC')"
+        if logical == "timestamp-micros":
+            return "DateTime64(6, 'UTC')"
+        if logical == "date":
+            return "Date32"
+        if logical == "uuid":
+            return "UUID"
+        if base == "enum":
+            return "LowCardinality(String)"
+        if base == "array":
+            return f"Array({_primitive(avro_type['items'])})"
+        if base == "map":
+            return f"Map(String, {_primitive(avro_type['values'])})"
+        if base == "fixed":
+            return f"FixedString({avro_type['size']})"
+        if base == "record":
+            return "String"  # nested records are stored as JSON text
+        return _primitive(base)
+    return {
+        "string": "String",
+        "boolean": "Bool",
+        "int": "Int32",
+        "long": "Int64",
+        "float": "Float32",
+        "double": "Float64",
+        "bytes": "String",
+    }.get(avro_type, "String")
+
+
+def clickhouse_type(avro_type: Any) -> str:
+    if isinstance(avro_type, list):
+        rest = [t for t in avro_type if t != "null"]
+        inner = _primitive(rest[0]) if len(rest) == 1 else "String"
+        if "null" not in avro_type:
+            return inner
+        if inner.startswith("LowCardinality("):
+            return f"LowCardinality(Nullable({inner[15:-1]}))"
+        if inner.startswith(("Array(", "Map(")):
+            return inner
+        return f"Nullable({inner})"
+    return _primitive(avro_type)
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    name: str
+    columns: list[tuple[str, str]]  # (name, ClickHouse type), payload columns then ingest columns
+
+    @property
+    def names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+
+def layout_for(table: str, clean_schema: dict[str, Any]) -> TableLayout:
+    columns = [(f["name"], clickhouse_type(f["type"])) for f in clean_schema["fields"]]
+    return TableLayout(table, columns + INGEST_COLUMNS)
+
+
+def create_table_sql(layout: TableLayout) -> str:
+    cols = ",\n    ".join(f"`{n}` {t}" for n, t in layout.columns)
+    # ReplacingMergeTree on event_id: a replayed event collapses into one row (read with FINAL).
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{layout.name}` (\n    {cols}\n) ENGINE = ReplacingMergeTree(ts_stored)\n"
+        f"PARTITION BY toYYYYMM(ts_source)\nORDER BY event_id"
+    )
+
+
+def current_view_sql(layout: TableLayout) -> str:
+    """Each entity's latest state (deleted entities left out), for analysts."""
+    return (
+        f"CREATE VIEW IF NOT EXISTS `{layout.name}_current` AS\n"
+        f"SELECT * FROM (\n"
+        f"    SELECT * FROM `{layout.name}` FINAL\n"
+        f"    ORDER BY entity_key, ts_source DESC, source_position DESC\n"
+        f"    LIMIT 1 BY entity_key\n"
+        f") WHERE NOT is_deleted\n"
+    )
+
+
+def add_columns_sql(table: str, missing: list[tuple[str, str]]) -> str:
+    return f"ALTER TABLE `{table}` " + ", ".join(f"ADD COLUMN IF NOT EXISTS `{n}` {t}" for n, t in missing)

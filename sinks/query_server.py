@@ -1,0 +1,107 @@
+"""Read-only SQL over HTTP, in the style of ClickHouse's HTTP interface (`?query=`, `FORMAT`),
+served by the process that owns the embedded store (only one process may open a chDB folder).
+
+Every query runs with readonly=2 (writes and DDL refused by the engine itself) and a time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from backbone.settings import Settings
+from sinks.store import read_only_settings
+
+# ClickHouse error codes worth a precise HTTP status.
+_READONLY, _TIMEOUT, _SYNTAX, _UNKNOWN_TABLE = 164, 159, 62, 60
+_CODE = re.compile(r"Code: (\d+)\.")
+_READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+
+
+def _status_for(message: str) -> int:
+    match = _CODE.search(message)
+    code = int(match.group(1)) if match else 0
+    if code == _READONLY:
+        return 403
+    if code == _TIMEOUT:
+        return 504
+    if code in (_SYNTAX, _UNKNOWN_TABLE, 47, 46):
+        return 400
+    return 500
+
+
+class QueryService:
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="query")
+
+    def run(self, query: str, fmt: str) -> bytes:
+        return self.client.raw_query(query, settings=read_only_settings(self.settings), fmt=fmt)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        if request.method == "POST":
+            body = (await request.read()).decode("utf-8", errors="replace")
+            query = f"{query}\n{body}" if query else body
+        query = query.strip().rstrip(";")
+        if not query:
+            return web.Response(status=400, text="no query: pass ?query=SELECT ... or POST the SQL\n")
+        if not query.lstrip("( \n\t").upper().startswith(_READ_STATEMENTS):
+            return web.Response(
+                status=403, text="refused: this endpoint is read-only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)\n"
+            )
+        fmt = request.query.get("default_format", "TabSeparated")
+        loop = asyncio.get_running_loop()
+        try:
+            body = await loop.run_in_executor(self.pool, self.run, query, fmt)
+        except Exception as exc:  # noqa: BLE001 - the engine's message is the answer
+            message = str(exc).strip()
+            status = _status_for(message)
+            if status == 403:
+                message = f"refused: this endpoint is read-only. {message}"
+            return web.Response(status=status, text=message + "\n")
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def ping(self, _request: web.Request) -> web.Response:
+        return web.Response(text="Ok.\n")
+
+
+class QueryServer:
+    """aiohttp in its own thread and event loop, next to the sink's consume loop."""
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.service = QueryService(client, settings)
+        self.settings = settings
+        self.port: int | None = None
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="query-http", daemon=True)
+        self._started = threading.Event()
+
+    def start(self) -> int:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        return self.port  # type: ignore[return-value]
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_route("GET", "/", self.service.handle)
+        app.router.add_route("POST", "/", self.service.handle)
+        app.router.add_get("/ping", self.service.ping)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.bind_host, self.settings.query_port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001 - aiohttp gives no public accessor
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self.service.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,46 @@
+"""The analytical store: ClickHouse through clickhouse-connect, embedded (chdb://) or a server (http://)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from backbone.errors import ConfigError, ServiceUnavailable
+from backbone.settings import Settings
+
+
+# Read-only sessions: readonly=2 refuses writes and DDL but lets us set the time limit.
+def read_only_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "readonly": 2,
+        "max_execution_time": settings.query_timeout_seconds,
+        "max_result_rows": settings.query_max_rows,
+        "result_overflow_mode": "throw",
+    }
+
+
+def connect(settings: Settings) -> Client:
+    dsn = settings.effective_clickhouse_dsn
+    scheme = urlparse(dsn).scheme
+    if scheme == "chdb":
+        settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return clickhouse_connect.get_client(dsn=dsn)
+        except Exception as exc:  # chDB raises plain RuntimeErrors
+            raise ServiceUnavailable(f"cannot open the embedded ClickHouse store {dsn}: {exc}") from None
+    if scheme not in ("http", "https", "clickhouse", "clickhouses"):
+        raise ConfigError(
+            f"BACKBONE_CLICKHOUSE_DSN={dsn!r}: unsupported scheme {scheme!r}",
+            hint="use chdb:///path for the embedded engine or http://user@host:8123/database for a server",
+        )
+    try:
+        kwargs = {"password": settings.clickhouse_password.get_secret_value()} if settings.clickhouse_password.get_secret_value() else {}
+        return clickhouse_connect.get_client(dsn=dsn, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way
+        raise ServiceUnavailable(
+            f"ClickHouse at {dsn} is unreachable: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            hint="check BACKBONE_CLICKHOUSE_DSN and BACKBONE_CLICKHOUSE_PASSWORD",
+        ) from None

@@ -1,0 +1,1 @@
+"""Faust stream processors: validate, enrich, pseudonymise change events."""

@@ -1,0 +1,144 @@
+"""The Faust worker: reads every cdc.* topic of the catalog, cleans events in batches, writes
+clean.* topics and dead letters. Region names come from ref.regions, read as a global table.
+
+Throughput choices (Faust is slow per event): batches from `take_events`, outputs produced by
+librdkafka (confluent-kafka) rather than aiokafka, and one flush per batch. Events are acked only
+after the flush, and Faust commits only acked offsets, so delivery is at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from confluent_kafka import Producer
+from faust.tables import GlobalTable
+
+from backbone import metrics
+from backbone.avro import Registry
+from backbone.catalog import catalog_for
+from backbone.errors import ServiceUnavailable
+from backbone.settings import Settings
+from backbone.topics import DLQ_PROCESSOR, REF_REGIONS, named
+from stream_processors.cleaning import STAGE, Cleaner, Output, RawEvent
+
+log = logging.getLogger(__name__)
+
+
+class ReferenceTable(GlobalTable):
+    """A global table whose changelog is a topic we own (ref.regions).
+
+    Faust 0.15's assignor looks global changelogs up by the default name
+    (<app>-<table>-changelog) and stalls when the changelog topic is custom; naming it here fixes that."""
+
+    def _changelog_topic_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
+
+
+def build_app(settings: Settings) -> faust.App:
+    if not settings.kafka_bootstrap:
+        raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    catalog = catalog_for(settings)
+    registry = Registry(settings.registry_url)
+    app = faust.App(
+        settings.processor_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        datadir=str(settings.run_dir / "faust"),
+        stream_buffer_maxsize=4 * settings.processor_batch_size,
+        broker_max_poll_records=settings.processor_batch_size,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+    )
+    regions = app.tables.add(
+        ReferenceTable(
+            app=app,
+            name="regions",
+            key_type=str,
+            value_type=None,
+            partitions=1,
+            changelog_topic=app.topic(
+                named(settings, REF_REGIONS), key_serializer="json", value_serializer="json", partitions=1, compacting=True
+            ),
+        )
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+    cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR))
+    cdc_topics = [e.cdc_topic for e in catalog.entities]
+    source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw")
+    delivery_errors: list[str] = []
+
+    def on_delivery(err, _msg) -> None:  # noqa: ANN001 - librdkafka callback
+        if err is not None:
+            delivery_errors.append(err.str())
+
+    def emit(out: Output) -> None:
+        while True:
+            try:
+                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def flush_outputs() -> None:
+        # Bounded retries: an unreachable broker stops the worker (no commit) rather than hanging forever.
+        for _ in range(120):
+            if producer.flush(1.0) == 0:
+                break
+            metrics.RETRIES.labels(STAGE, "flush").inc()
+        if len(producer) or delivery_errors:
+            errors = delivery_errors[:3]
+            delivery_errors.clear()
+            raise ServiceUnavailable(f"outputs not acknowledged by Kafka ({len(producer)} pending, errors {errors})")
+
+    @app.agent(source, name="clean")
+    async def clean(stream):  # noqa: ANN001 - a Faust stream
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.processor_batch_size, within=settings.processor_batch_seconds):
+            batch = [
+                RawEvent(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.value,
+                         int(e.message.timestamp * 1000) if e.message.timestamp else None)
+                for e in events
+            ]
+            cleaner.process(batch, emit)
+            # Outputs acknowledged before the batch's events are acked (and their offsets committed).
+            await loop.run_in_executor(None, flush_outputs)
+
+    @app.timer(interval=2.0)
+    async def report_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic in cdc_topics:
+                try:
+                    high = consumer.highwater(tp)
+                    read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust exposes no public reader position
+                except Exception:  # noqa: BLE001 - lag is best effort while partitions move
+                    continue
+                if high is not None:
+                    metrics.CONSUMER_LAG.labels(STAGE, f"{tp.topic}[{tp.partition}]").set(
+                        max(0, high - ((read + 1) if read is not None else 0))
+                    )
+
+    app.cleaner = cleaner  # for tests and the bench
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until SIGTERM or SIGINT (Faust stops the agent, flushes and commits)."""
+    app = build_app(settings)
+    metrics.UP.labels(STAGE).set(1)
+    worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,110 @@
+"""Fixtures: the real local stack (Kafka in KRaft mode and Apicurio Registry on kafkasql) started
+once per session on free loopback ports in a temporary folder, and an isolated pipeline per test
+(its own topic prefix, consumer groups and chDB store)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backbone.bootstrap import bootstrap
+from backbone.procs import Child, free_port
+from backbone.settings import Settings, load_settings
+from backbone.stack import LocalStack, StackAddresses
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackAddresses]:
+    run_dir = tmp_path_factory.mktemp("stack")
+    local = LocalStack(load_settings(run_dir=run_dir), run_dir)
+    addresses = local.start()
+    try:
+        yield addresses
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def make_settings(stack: StackAddresses, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one isolated pipeline on the shared stack."""
+
+    def make(**overrides: object) -> Settings:
+        n = next(_counter)
+        values = {
+            "run_dir": tmp_path / f"run{n}",
+            "kafka_bootstrap": stack.kafka_bootstrap,
+            "registry_url": stack.registry_url,
+            "topic_prefix": f"t{os.getpid()}-{n}.",
+            "processor_app_id": f"test-processor-{os.getpid()}-{n}",
+            "sink_group_id": f"test-sink-{os.getpid()}-{n}",
+            "pii_key": "test-key-not-secret",
+            "sink_batch_seconds": 0.2,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def pipeline_settings(make_settings: Callable[..., Settings]) -> Settings:
+    settings = make_settings()
+    bootstrap(settings)
+    return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as BACKBONE_* variables, for child processes."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name in ("pii_key", "clickhouse_password"):
+            value = getattr(settings, name).get_secret_value()
+        env[f"BACKBONE_{name.upper()}"] = str(value)
+    return env
+
+
+@pytest.fixture
+def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """Start `backbone <args>` as a real child process; all are stopped after the test."""
+    started: list[Child] = []
+
+    def start(settings: Settings, *args: str, **env: str) -> Child:
+        extra = {"BACKBONE_SINK_METRICS_PORT": str(free_port()), "BACKBONE_PROCESSOR_METRICS_PORT": str(free_port()),
+                 "BACKBONE_PRODUCER_METRICS_PORT": str(free_port()), "BACKBONE_QUERY_PORT": str(free_port())}
+        child = Child(args[0], [sys.executable, "-m", "backbone.cli", *args],
+                      settings.run_dir / "logs" / f"{args[0]}-{len(started)}.log",
+                      env={**settings_env(settings), **extra, **env}, stop_timeout=20)
+        started.append(child.start())
+        return child
+
+    yield start
+    for child in reversed(started):
+        child.stop()
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25, alive: tuple[Child, ...] = ()
+) -> object:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds, or at once when
+    one of the `alive` processes has exited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for child in alive:
+            if not child.alive():
+                raise AssertionError(f"{child.name} exited while waiting for {what}:\n{child.log_tail(30)}")
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
