@@ -60,7 +60,9 @@ class Registry:
             schema_id = self._call("register " + subject, self._client.register_schema, subject, Schema(text, "AVRO"))
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
-                raise SchemaRejected(f"schema for subject {subject!r} refused by the registry: {exc.error_message}") from None
+                raise SchemaRejected(
+                    f"schema for subject {subject!r} refused by the registry: {exc.error_message}"
+                ) from None
             raise SchemaRejected(f"registry error for subject {subject!r}: {exc.error_message}") from None
         try:
             current = self._client.get_compatibility(subject)
@@ -94,7 +96,9 @@ class Registry:
                 try:
                     text = self._call(f"fetch schema {schema_id}", self._client.get_schema, schema_id).schema_str
                 except SchemaRegistryError as exc:
-                    raise UndecodableMessage(f"schema id {schema_id} unknown to the registry: {exc.error_message}") from None
+                    raise UndecodableMessage(
+                        f"schema id {schema_id} unknown to the registry: {exc.error_message}"
+                    ) from None
                 raw = json.loads(text)
                 self._parsed[schema_id] = (raw, fastavro.parse_schema(raw, _write_hint=False))
             return self._parsed[schema_id]
@@ -119,5 +123,7 @@ def decode(registry: Registry, data: bytes | None) -> tuple[int, dict[str, Any]]
     try:
         record = fastavro.schemaless_reader(io.BytesIO(memoryview(data)[5:]), parsed, None)
     except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
-        raise UndecodableMessage(f"Avro body does not match schema id {schema_id}: {exc.__class__.__name__}: {exc}") from None
+        raise UndecodableMessage(
+            f"Avro body does not match schema id {schema_id}: {exc.__class__.__name__}: {exc}"
+        ) from None
     return schema_id, record

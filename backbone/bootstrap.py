@@ -28,5 +28,7 @@ def bootstrap(settings: Settings) -> BootstrapReport:
     catalog = catalog_for(settings)
     created = ensure_topics(settings.kafka_bootstrap, topic_plan(catalog, settings), settings.topic_replication)
     reports = register_catalog(Registry(settings.registry_url), catalog, settings)
-    regions = publish_regions(settings.kafka_bootstrap, named(settings, REF_REGIONS), load_regions(settings.regions_csv))
+    regions = publish_regions(
+        settings.kafka_bootstrap, named(settings, REF_REGIONS), load_regions(settings.regions_csv)
+    )
     return BootstrapReport(created, [r.subject for r in reports], regions)

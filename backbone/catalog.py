@@ -47,7 +47,9 @@ class Entity:
         try:
             return json.loads(self.schema_path.read_text())
         except FileNotFoundError:
-            raise InputError(f"{self.catalog_file}: entities.{self.name}.schema: file {self.schema_path} not found") from None
+            raise InputError(
+                f"{self.catalog_file}: entities.{self.name}.schema: file {self.schema_path} not found"
+            ) from None
         except json.JSONDecodeError as exc:
             raise InputError(f"{self.schema_path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
 
@@ -124,7 +126,9 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
             raise InputError(f"{path}: field '{where}name' has value {name!r}: use lowercase letters, digits and '_'")
         schema = schemas_dir / _require(raw, "schema", path, str, where)
         if not schema.is_file():
-            raise InputError(f"{path}: field '{where}schema' has value {raw['schema']!r}: no such file under {schemas_dir}")
+            raise InputError(
+                f"{path}: field '{where}schema' has value {raw['schema']!r}: no such file under {schemas_dir}"
+            )
         key = raw.get("key")
         if not (isinstance(key, list) and key and all(isinstance(k, str) for k in key)):
             raise InputError(f"{path}: field '{where}key' has value {key!r}, expected a list of field names")

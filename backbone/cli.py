@@ -43,7 +43,9 @@ def init() -> None:
     from backbone.bootstrap import bootstrap
 
     report = bootstrap(_settings())
-    out.print(f"topics created: {len(report.topics_created)}; subjects: {len(report.subjects)}; regions: {report.regions}")
+    out.print(
+        f"topics created: {len(report.topics_created)}; subjects: {len(report.subjects)}; regions: {report.regions}"
+    )
 
 
 @app.command()
@@ -97,17 +99,23 @@ def _query_url(settings: Settings) -> str | None:
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="a read-only statement, e.g. \"SELECT count() FROM ...\"")],
+    query: Annotated[str, typer.Argument(help='a read-only statement, e.g. "SELECT count() FROM ..."')],
     raw: Annotated[bool, typer.Option("--raw", help="print tab-separated values instead of a table")] = False,
 ) -> None:
     """Query the live store through the running sink's read-only endpoint."""
     settings = _settings()
     url = _query_url(settings)
     if not url:
-        raise UserError("no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT")
+        raise UserError(
+            "no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT"
+        )
     try:
-        resp = requests.post(url, params={"default_format": "TabSeparated" if raw else "JSONCompact"},
-                             data=query.encode(), timeout=settings.query_timeout_seconds + 5)
+        resp = requests.post(
+            url,
+            params={"default_format": "TabSeparated" if raw else "JSONCompact"},
+            data=query.encode(),
+            timeout=settings.query_timeout_seconds + 5,
+        )
     except requests.ConnectionError:
         raise UserError(f"the query endpoint {url} does not answer", hint="is the demo or the sink running?") from None
     if resp.status_code != 200:

@@ -34,9 +34,13 @@ def stage_children(settings: Settings, env: dict[str, str], rate: float, bad_rat
     return [
         Child("sink", [*cli, "sink"], logs / "sink.log", env=env, stop_timeout=20),
         Child("processor", [*cli, "processor"], logs / "processor.log", env=env, stop_timeout=20),
-        Child("simulator-licensing",
-              [*cli, "simulate", "licensing", "--rate", str(rate), "--bad-ratio", str(bad_ratio)],
-              logs / "simulator-licensing.log", env=env, stop_timeout=10),
+        Child(
+            "simulator-licensing",
+            [*cli, "simulate", "licensing", "--rate", str(rate), "--bad-ratio", str(bad_ratio)],
+            logs / "simulator-licensing.log",
+            env=env,
+            stop_timeout=10,
+        ),
     ]
 
 
@@ -57,18 +61,21 @@ def run_demo(settings: Settings, duration: float | None = None, rate: float = 20
             stack = LocalStack(settings)
             addresses = stack.start()
             env.update(addresses.env())
-            settings = settings.model_copy(update={"kafka_bootstrap": addresses.kafka_bootstrap,
-                                                   "registry_url": addresses.registry_url})
+            settings = settings.model_copy(
+                update={"kafka_bootstrap": addresses.kafka_bootstrap, "registry_url": addresses.registry_url}
+            )
         write_state(settings.run_dir, kafka_bootstrap=settings.kafka_bootstrap, registry_url=settings.registry_url)
         report = bootstrap(settings)
-        console.print(f"Topics ready ({len(report.topics_created)} new), {len(report.subjects)} schemas registered, "
-                      f"{report.regions} regions published.")
+        console.print(
+            f"Topics ready ({len(report.topics_created)} new), {len(report.subjects)} schemas registered, "
+            f"{report.regions} regions published."
+        )
         children = stage_children(settings, env, rate, bad_ratio)
         for child in children:
             child.start()
         console.print(
-            "Query the live data from another terminal:  [bold].venv/bin/backbone sql \"SELECT count() FROM "
-            "licensing_permit_application FINAL\"[/]\nStop with Ctrl-C. Logs: " + str(settings.run_dir / "logs")
+            'Query the live data from another terminal:  [bold].venv/bin/backbone sql "SELECT count() FROM '
+            'licensing_permit_application FINAL"[/]\nStop with Ctrl-C. Logs: ' + str(settings.run_dir / "logs")
         )
         began = time.monotonic()
         with Live(render(collect(settings.run_dir)), console=console, refresh_per_second=2) as live:
@@ -77,7 +84,9 @@ def run_demo(settings: Settings, duration: float | None = None, rate: float = 20
                 dead = [c for c in children if not c.alive()]
                 if dead:
                     for c in dead:
-                        console.print(f"[red]{c.name} exited ({c.process.returncode}); its log ends with:[/]\n{c.log_tail()}")
+                        console.print(
+                            f"[red]{c.name} exited ({c.process.returncode}); its log ends with:[/]\n{c.log_tail()}"
+                        )
                     break
                 if duration is not None and time.monotonic() - began >= duration:
                     break

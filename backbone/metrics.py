@@ -6,9 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_IN = Counter("backbone_events_in_total", "Events read by a stage", ["stage", "topic"])
 EVENTS_OUT = Counter("backbone_events_out_total", "Events written by a stage", ["stage", "topic"])
-EVENTS_FAILED = Counter(
-    "backbone_events_failed_total", "Events dead-lettered by a stage", ["stage", "topic", "reason"]
-)
+EVENTS_FAILED = Counter("backbone_events_failed_total", "Events dead-lettered by a stage", ["stage", "topic", "reason"])
 PROCESSING_LATENCY = Histogram(
     "backbone_processing_latency_seconds",
     "From the event's arrival in the stage's input topic to its output being written",
@@ -22,11 +20,15 @@ FRESHNESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
 SINK_BATCH_SIZE = Histogram(
-    "backbone_sink_batch_rows", "Rows per ClickHouse insert", ["table"],
+    "backbone_sink_batch_rows",
+    "Rows per ClickHouse insert",
+    ["table"],
     buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
 )
 SINK_INSERT_SECONDS = Histogram(
-    "backbone_sink_insert_seconds", "Duration of one ClickHouse insert", ["table"],
+    "backbone_sink_insert_seconds",
+    "Duration of one ClickHouse insert",
+    ["table"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 CONSUMER_LAG = Gauge("backbone_consumer_lag", "Messages behind the end of the topic", ["stage", "topic"])

@@ -87,8 +87,11 @@ def render(progress: Progress) -> Table:
         return "-" if v is None else ("≤ " + (f"{v:g}s" if v != float("inf") else "∞"))
 
     table.add_row(
-        f"{progress.produced:,.0f}", f"{progress.processed:,.0f}", f"{progress.dead_lettered:,.0f}",
-        f"{progress.stored:,.0f}", f"{progress.lag:,.0f}",
+        f"{progress.produced:,.0f}",
+        f"{progress.processed:,.0f}",
+        f"{progress.dead_lettered:,.0f}",
+        f"{progress.stored:,.0f}",
+        f"{progress.lag:,.0f}",
         f"{fmt(progress.freshness_p50)} / {fmt(progress.freshness_p99)}",
     )
     caption = [f"{k.removesuffix('_url').replace('_', ' ')}: {v}" for k, v in sorted(progress.urls.items())]

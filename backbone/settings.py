@@ -130,9 +130,7 @@ def load_settings(**overrides: Any) -> Settings:
             field = ".".join(str(p) for p in err["loc"]) or "?"
             source = f"BACKBONE_{field.upper()}"
             problems.append(f"{source}={err.get('input')!r}: {err['msg']}")
-        raise ConfigError(
-            "invalid settings: " + "; ".join(problems), hint=f"environment or {_config_file()}"
-        ) from None
+        raise ConfigError("invalid settings: " + "; ".join(problems), hint=f"environment or {_config_file()}") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML file
         raise ConfigError(f"cannot read settings file {_config_file()}: {exc}") from None
 

@@ -93,8 +93,12 @@ def apicurio_home(version: str) -> Path:
         tmp = target.parent / f"{target.name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         # Markers inside tmp: the plugin would otherwise skip an artifact it unpacked elsewhere before.
-        _mvn("dependency:unpack", f"-Dapicurio.version={version}", f"-DoutputDirectory={tmp}",
-             f"-DmarkersDirectory={tmp}/.markers")
+        _mvn(
+            "dependency:unpack",
+            f"-Dapicurio.version={version}",
+            f"-DoutputDirectory={tmp}",
+            f"-DmarkersDirectory={tmp}/.markers",
+        )
         if not (tmp / "quarkus-run.jar").is_file():
             raise ServiceUnavailable(f"Maven unpacked Apicurio Registry {version} but {tmp}/quarkus-run.jar is missing")
         shutil.rmtree(target, ignore_errors=True)
@@ -168,17 +172,26 @@ class LocalStack:
         common = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}"]
         data = self.run_dir / "kafka" / "data"
         if not (data / "meta.properties").is_file():
+            # Passed as --cluster-id=...: a random id may start with "-".
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [*common, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
-                capture_output=True, text=True,
+                [*common, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+                capture_output=True,
+                text=True,
             )
             if fmt.returncode != 0:
                 raise ServiceUnavailable(f"formatting Kafka storage in {data} failed: {fmt.stdout}{fmt.stderr}")
         self.kafka = Child(
             "kafka",
-            [*common, f"-Xmx{self.settings.kafka_heap}", f"-Xms{self.settings.kafka_heap}", "-XX:+UseSerialGC",
-             "-XX:TieredStopAtLevel=1", "kafka.Kafka", str(config)],
+            [
+                *common,
+                f"-Xmx{self.settings.kafka_heap}",
+                f"-Xms{self.settings.kafka_heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "kafka.Kafka",
+                str(config),
+            ],
             self.run_dir / "logs" / "kafka.log",
             stop_timeout=30,
         ).start()
@@ -192,14 +205,19 @@ class LocalStack:
             "registry",
             [
                 str(java_home / "bin" / "java"),
-                f"-Xmx{self.settings.registry_heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={port}",
+                f"-Xmx{self.settings.registry_heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Dquarkus.http.host=127.0.0.1",
+                f"-Dquarkus.http.port={port}",
                 # The management interface is fixed on at build time; keep it on loopback, on a free port.
-                "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={free_port()}",
+                "-Dquarkus.management.host=127.0.0.1",
+                f"-Dquarkus.management.port={free_port()}",
                 "-Dquarkus.log.level=WARN",
                 "-Dapicurio.storage.kind=kafkasql",
                 f"-Dapicurio.kafkasql.bootstrap.servers={bootstrap}",
-                "-jar", str(home / "quarkus-run.jar"),
+                "-jar",
+                str(home / "quarkus-run.jar"),
             ],
             self.run_dir / "logs" / "registry.log",
             cwd=home,
@@ -218,14 +236,18 @@ class LocalStack:
     def _wait(self, child: Child, condition, timeout: float, what: str) -> None:  # noqa: ANN001
         def check() -> bool:
             if not child.alive():
-                raise ServiceUnavailable(f"{what} exited during start-up; its log {child.log_path} ends with:\n{child.log_tail()}")
+                raise ServiceUnavailable(
+                    f"{what} exited during start-up; its log {child.log_path} ends with:\n{child.log_tail()}"
+                )
             return condition()
 
         try:
             wait_until(check, timeout, what=what)
         except TimeoutError:
             child.stop()
-            raise ServiceUnavailable(f"{what} did not start within {timeout:.0f}s; see {child.log_path}:\n{child.log_tail()}") from None
+            raise ServiceUnavailable(
+                f"{what} did not start within {timeout:.0f}s; see {child.log_path}:\n{child.log_tail()}"
+            ) from None
 
     # -- whole stack ---------------------------------------------------------------------------
     def start(self) -> StackAddresses:

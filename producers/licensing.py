@@ -78,7 +78,9 @@ class LicensingOffice:
             "applicant_phone": people.phone(rng) if rng.random() < 0.9 else None,
             "applicant_address": people.address(rng),
             "village_code": village,
-            "business_name": f"{rng.choice(BUSINESS)} {people.name(rng).split()[1]}" if permit != "SIP_PRAKTIK" else None,
+            "business_name": f"{rng.choice(BUSINESS)} {people.name(rng).split()[1]}"
+            if permit != "SIP_PRAKTIK"
+            else None,
             "investment_value": _rupiah(rng, *investment_range),
             "fee": _rupiah(rng, *fee_range),
             "sla_days": sla,

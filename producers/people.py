@@ -4,12 +4,59 @@ from __future__ import annotations
 
 import random
 
-GIVEN = ["Agus", "Budi", "Dewi", "Eko", "Fitri", "Hadi", "Indah", "Joko", "Kartini", "Lestari", "Muhammad",
-         "Nur", "Putri", "Rahmat", "Sari", "Siti", "Slamet", "Sri", "Teguh", "Wahyu", "Yanti", "Yusuf"]
-FAMILY = ["Wibowo", "Santoso", "Susanti", "Prasetyo", "Rahayu", "Hidayat", "Kurniawan", "Setiawan",
-          "Wulandari", "Saputra", "Handayani", "Nugroho", "Purnomo", "Lestari", "Utomo"]
-STREETS = ["Jl. Veteran", "Jl. Panglima Sudirman", "Jl. Diponegoro", "Jl. Gajah Mada", "Jl. Trunojoyo",
-           "Jl. Rajekwesi", "Jl. Hayam Wuruk", "Dusun Krajan", "Dusun Wetan", "Dusun Kulon"]
+GIVEN = [
+    "Agus",
+    "Budi",
+    "Dewi",
+    "Eko",
+    "Fitri",
+    "Hadi",
+    "Indah",
+    "Joko",
+    "Kartini",
+    "Lestari",
+    "Muhammad",
+    "Nur",
+    "Putri",
+    "Rahmat",
+    "Sari",
+    "Siti",
+    "Slamet",
+    "Sri",
+    "Teguh",
+    "Wahyu",
+    "Yanti",
+    "Yusuf",
+]
+FAMILY = [
+    "Wibowo",
+    "Santoso",
+    "Susanti",
+    "Prasetyo",
+    "Rahayu",
+    "Hidayat",
+    "Kurniawan",
+    "Setiawan",
+    "Wulandari",
+    "Saputra",
+    "Handayani",
+    "Nugroho",
+    "Purnomo",
+    "Lestari",
+    "Utomo",
+]
+STREETS = [
+    "Jl. Veteran",
+    "Jl. Panglima Sudirman",
+    "Jl. Diponegoro",
+    "Jl. Gajah Mada",
+    "Jl. Trunojoyo",
+    "Jl. Rajekwesi",
+    "Jl. Hayam Wuruk",
+    "Dusun Krajan",
+    "Dusun Wetan",
+    "Dusun Kulon",
+]
 
 
 def nik(rng: random.Random, village_code: str) -> str:

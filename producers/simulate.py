@@ -43,16 +43,19 @@ def run_simulator(
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
     system_name, entity_name, simulator_class = SIMULATORS[domain]
-    entity = next(e for e in catalog_for(settings).system(system_name).entities
-                  if e.name == entity_name)
+    entity = next(e for e in catalog_for(settings).system(system_name).entities if e.name == entity_name)
     emitter = ChangeEmitter(entity, settings, Registry(settings.registry_url))
     position_file = _position_file(settings, system_name)
     start = int(position_file.read_text()) if position_file.is_file() else 0
-    office = simulator_class(villages(load_regions(settings.regions_csv)), seed=seed, start_seq=start, bad_ratio=bad_ratio)
+    office = simulator_class(
+        villages(load_regions(settings.regions_csv)), seed=seed, start_seq=start, bad_ratio=bad_ratio
+    )
     stop = stop or threading.Event()
     if serve_metrics:
         port = metrics.serve_metrics(settings.bind_host, settings.producer_metrics_port)
-        write_state(settings.run_dir, **{f"producer_{domain}_metrics_url": f"http://{settings.bind_host}:{port}/metrics"})
+        write_state(
+            settings.run_dir, **{f"producer_{domain}_metrics_url": f"http://{settings.bind_host}:{port}/metrics"}
+        )
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -123,10 +123,18 @@ class Sink:
             metrics.EVENTS_IN.labels(STAGE, topic).inc()
             if topic in self.dlq_topics:
                 row = [
-                    _header(msg, "error.stage"), _header(msg, "error.reason"), _header(msg, "source.topic"),
-                    int(_header(msg, "source.partition") or -1), int(_header(msg, "source.offset") or -1),
-                    (msg.key() or b"").decode(errors="replace"), msg.value() or b"",
-                    _parse_ts(_header(msg, "error.ts")) or now, topic, msg.partition(), msg.offset(), now,
+                    _header(msg, "error.stage"),
+                    _header(msg, "error.reason"),
+                    _header(msg, "source.topic"),
+                    int(_header(msg, "source.partition") or -1),
+                    int(_header(msg, "source.offset") or -1),
+                    (msg.key() or b"").decode(errors="replace"),
+                    msg.value() or b"",
+                    _parse_ts(_header(msg, "error.ts")) or now,
+                    topic,
+                    msg.partition(),
+                    msg.offset(),
+                    now,
                 ]
                 for column, value in zip(dead, row, strict=True):
                     column.append(value)
@@ -148,16 +156,34 @@ class Sink:
                 names, columns = layout.names, [[] for _ in layout.names]
                 tables[table] = (names, columns)
             record["_topic"], record["_partition"], record["_offset"], record["ts_stored"] = (
-                topic, msg.partition(), msg.offset(), now,
+                topic,
+                msg.partition(),
+                msg.offset(),
+                now,
             )
             for name, column in zip(names, columns, strict=True):
                 column.append(record.get(name))
         for table, (names, columns) in tables.items():
             self._insert(table, names, columns, now)
         if dead[0]:
-            self.writer.insert(ddl.DEAD_LETTERS_TABLE, [
-                "stage", "reason", "source_topic", "source_partition", "source_offset", "key", "value",
-                "ts_failed", "_topic", "_partition", "_offset", "ts_stored"], dead)
+            self.writer.insert(
+                ddl.DEAD_LETTERS_TABLE,
+                [
+                    "stage",
+                    "reason",
+                    "source_topic",
+                    "source_partition",
+                    "source_offset",
+                    "key",
+                    "value",
+                    "ts_failed",
+                    "_topic",
+                    "_partition",
+                    "_offset",
+                    "ts_stored",
+                ],
+                dead,
+            )
         for out in dead_letters_out:
             self.dlq.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
         if dead_letters_out and self.dlq.flush(30):
@@ -174,7 +200,9 @@ class Sink:
                 break
             except Exception as exc:  # noqa: BLE001 - store unavailable or rejecting: retry, then stop
                 if attempt == 5:
-                    raise ServiceUnavailable(f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}") from None
+                    raise ServiceUnavailable(
+                        f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}"
+                    ) from None
                 metrics.RETRIES.labels(STAGE, "insert").inc()
                 log.warning("insert into %s failed (%s), retrying in %.1fs", table, exc, delay)
                 time.sleep(delay)

@@ -19,6 +19,7 @@ from sinks.store import read_only_settings
 # ClickHouse error codes worth a precise HTTP status.
 _READONLY, _TIMEOUT, _SYNTAX, _UNKNOWN_TABLE = 164, 159, 62, 60
 _CODE = re.compile(r"Code: (\d+)\.")
+_FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 
 
@@ -56,6 +57,9 @@ class QueryService:
                 status=403, text="refused: this endpoint is read-only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)\n"
             )
         fmt = request.query.get("default_format", "TabSeparated")
+        clause = _FORMAT_CLAUSE.search(query)
+        if clause:  # the client passes the format itself, so it is lifted out of the SQL
+            fmt, query = clause.group(1), query[: clause.start()].rstrip()
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.pool, self.run, query, fmt)

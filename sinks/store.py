@@ -37,7 +37,11 @@ def connect(settings: Settings) -> Client:
             hint="use chdb:///path for the embedded engine or http://user@host:8123/database for a server",
         )
     try:
-        kwargs = {"password": settings.clickhouse_password.get_secret_value()} if settings.clickhouse_password.get_secret_value() else {}
+        kwargs = (
+            {"password": settings.clickhouse_password.get_secret_value()}
+            if settings.clickhouse_password.get_secret_value()
+            else {}
+        )
         return clickhouse_connect.get_client(dsn=dsn, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way
         raise ServiceUnavailable(

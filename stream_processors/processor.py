@@ -62,7 +62,11 @@ def build_app(settings: Settings) -> faust.App:
             value_type=None,
             partitions=1,
             changelog_topic=app.topic(
-                named(settings, REF_REGIONS), key_serializer="json", value_serializer="json", partitions=1, compacting=True
+                named(settings, REF_REGIONS),
+                key_serializer="json",
+                value_serializer="json",
+                partitions=1,
+                compacting=True,
             ),
         )
     )
@@ -109,8 +113,14 @@ def build_app(settings: Settings) -> faust.App:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.processor_batch_size, within=settings.processor_batch_seconds):
             batch = [
-                RawEvent(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.value,
-                         int(e.message.timestamp * 1000) if e.message.timestamp else None)
+                RawEvent(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.value,
+                    int(e.message.timestamp * 1000) if e.message.timestamp else None,
+                )
                 for e in events
             ]
             cleaner.process(batch, emit)

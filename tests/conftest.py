@@ -79,11 +79,19 @@ def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     started: list[Child] = []
 
     def start(settings: Settings, *args: str, **env: str) -> Child:
-        extra = {"BACKBONE_SINK_METRICS_PORT": str(free_port()), "BACKBONE_PROCESSOR_METRICS_PORT": str(free_port()),
-                 "BACKBONE_PRODUCER_METRICS_PORT": str(free_port()), "BACKBONE_QUERY_PORT": str(free_port())}
-        child = Child(args[0], [sys.executable, "-m", "backbone.cli", *args],
-                      settings.run_dir / "logs" / f"{args[0]}-{len(started)}.log",
-                      env={**settings_env(settings), **extra, **env}, stop_timeout=20)
+        extra = {
+            "BACKBONE_SINK_METRICS_PORT": str(free_port()),
+            "BACKBONE_PROCESSOR_METRICS_PORT": str(free_port()),
+            "BACKBONE_PRODUCER_METRICS_PORT": str(free_port()),
+            "BACKBONE_QUERY_PORT": str(free_port()),
+        }
+        child = Child(
+            args[0],
+            [sys.executable, "-m", "backbone.cli", *args],
+            settings.run_dir / "logs" / f"{args[0]}-{len(started)}.log",
+            env={**settings_env(settings), **extra, **env},
+            stop_timeout=20,
+        )
         started.append(child.start())
         return child
 
