@@ -133,13 +133,16 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         if not (isinstance(key, list) and key and all(isinstance(k, str) for k in key)):
             raise InputError(f"{path}: field '{where}key' has value {key!r}, expected a list of field names")
         entities.append(Entity(system, department, domain, name, schema, tuple(key), path, topic_prefix))
+    freshness = doc.get("freshness_seconds", 60)
+    if not isinstance(freshness, int) or isinstance(freshness, bool) or freshness <= 0:
+        raise InputError(f"{path}: field 'freshness_seconds' has value {freshness!r}, expected a positive whole number")
     return SourceSystem(
         system=system,
         title=str(doc.get("title", system)),
         department=department,
         domain=domain,
         adapter=adapter,
-        freshness_seconds=int(doc.get("freshness_seconds", 60)),
+        freshness_seconds=freshness,
         entities=tuple(entities),
         catalog_file=path,
     )

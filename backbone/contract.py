@@ -23,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from backbone.errors import InputError
+
 PAYLOAD_PLACEHOLDER = "__PAYLOAD__"
 ENVELOPE_FILE = "envelope.avsc"
 OPS = ("c", "u", "d", "r")
@@ -162,6 +164,13 @@ class PayloadRules:
                     for name, _ in region.enrichment_fields():
                         # Nullable: a code unknown to an older reference table must not block storage.
                         fields.append({"name": name, "type": ["null", "string"], "default": None})
+        names = [f["name"] for f in fields]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise InputError(
+                f"schema {self.schema['name']}: field(s) {', '.join(clashes)} clash with the processor's metadata "
+                "or region enrichment fields; rename them in the payload schema"
+            )
         return {
             "type": "record",
             "name": f"{self.schema['name']}Clean",

@@ -37,15 +37,27 @@ def _rupiah(rng: random.Random, low: int, high: int) -> Decimal:
 class LicensingOffice:
     """A deterministic stream of changes (same seed and start, same changes)."""
 
-    def __init__(self, villages: list[str], seed: int = 1, start_seq: int = 0, bad_ratio: float = 0.0) -> None:
+    def __init__(
+        self,
+        villages: list[str],
+        seed: int = 1,
+        start_seq: int = 0,
+        bad_ratio: float = 0.0,
+        clock_start: datetime | None = None,
+    ) -> None:
         self.rng = random.Random(seed * 1_000_003 + start_seq)
+        # A separate stream for the timeline, so records do not depend on the time of day we start.
+        self.clock_rng = random.Random(seed * 7_919 + start_seq)
         self.villages = villages
         # A few villages (the town, the oil-field districts) see far more applications.
         self.village_weights = [1.0 / (1 + i % 37) for i in range(len(villages))]
         self.seq = start_seq
         self.bad_ratio = bad_ratio
         self.open: dict[str, dict] = {}
-        self.business_clock = datetime.now(UTC).replace(microsecond=0)
+        # The office's own timeline (submitted_at, decided_at): starts at 08:00 in Jakarta (01:00 UTC)
+        # of a fixed day, so the same seed and start give the same records at any time of day.
+        today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+        self.business_clock = clock_start or today
 
     def _next_position(self) -> str:
         self.seq += 1
@@ -53,11 +65,11 @@ class LicensingOffice:
 
     def _working_time(self) -> datetime:
         """Office hours in Asia/Jakarta (UTC+7): 08:00-16:00 on weekdays, minutes apart."""
-        self.business_clock += timedelta(minutes=self.rng.expovariate(1 / 7))
+        self.business_clock += timedelta(minutes=self.clock_rng.expovariate(1 / 7))
         local = self.business_clock + timedelta(hours=7)
         if local.hour >= 16 or local.weekday() >= 5:
             days = 1 if local.weekday() < 4 or local.weekday() == 6 else 7 - local.weekday()
-            local = (local + timedelta(days=days)).replace(hour=8, minute=self.rng.randint(0, 30))
+            local = (local + timedelta(days=days)).replace(hour=8, minute=self.clock_rng.randint(0, 30))
             self.business_clock = local - timedelta(hours=7)
         elif local.hour < 8:
             self.business_clock = local.replace(hour=8) - timedelta(hours=7)

@@ -53,7 +53,7 @@ class TableWriter:
         existing = {row[0] for row in self.client.query(f"DESCRIBE TABLE `{table}`").result_rows}
         missing = [(n, t) for n, t in layout.columns if n not in existing]
         if missing:  # a new optional field in the schema: a new column, old rows get its default
-            self.client.command(ddl.add_columns_sql(table, missing))
+            self.client.command(ddl.add_columns_sql(layout, missing))
         self.client.command(ddl.current_view_sql(layout))
         self.layouts[(table, schema_id)] = layout
         return layout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
@@ -50,9 +50,9 @@ def _primitive(avro_type: Any) -> str:
         if base == "enum":
             return "LowCardinality(String)"
         if base == "array":
-            return f"Array({_primitive(avro_type['items'])})"
+            return f"Array({clickhouse_type(avro_type['items'])})"
         if base == "map":
-            return f"Map(String, {_primitive(avro_type['values'])})"
+            return f"Map(String, {clickhouse_type(avro_type['values'])})"
         if base == "fixed":
             return f"FixedString({avro_type['size']})"
         if base == "record":
@@ -83,10 +83,26 @@ def clickhouse_type(avro_type: Any) -> str:
     return _primitive(avro_type)
 
 
+def default_expression(avro_field: dict[str, Any]) -> str | None:
+    """The Avro default as a ClickHouse literal, so old rows read what Avro readers would.
+    Only plain values: logical types (decimals, timestamps) keep ClickHouse's zero default."""
+    value = avro_field.get("default")
+    if value is None or (isinstance(avro_field["type"], dict) and "logicalType" in avro_field["type"]):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return None
+
+
 @dataclass(frozen=True)
 class TableLayout:
     name: str
     columns: list[tuple[str, str]]  # (name, ClickHouse type), payload columns then ingest columns
+    defaults: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -95,11 +111,12 @@ class TableLayout:
 
 def layout_for(table: str, clean_schema: dict[str, Any]) -> TableLayout:
     columns = [(f["name"], clickhouse_type(f["type"])) for f in clean_schema["fields"]]
-    return TableLayout(table, columns + INGEST_COLUMNS)
+    defaults = {f["name"]: d for f in clean_schema["fields"] if (d := default_expression(f)) is not None}
+    return TableLayout(table, columns + INGEST_COLUMNS, defaults)
 
 
 def create_table_sql(layout: TableLayout) -> str:
-    cols = ",\n    ".join(f"`{n}` {t}" for n, t in layout.columns)
+    cols = ",\n    ".join(f"`{n}` {t}{_default(layout, n)}" for n, t in layout.columns)
     # ReplacingMergeTree on event_id: a replayed event collapses into one row (read with FINAL).
     return (
         f"CREATE TABLE IF NOT EXISTS `{layout.name}` (\n    {cols}\n) ENGINE = ReplacingMergeTree(ts_stored)\n"
@@ -108,9 +125,10 @@ def create_table_sql(layout: TableLayout) -> str:
 
 
 def current_view_sql(layout: TableLayout) -> str:
-    """Each entity's latest state (deleted entities left out), for analysts."""
+    """Each entity's latest state (deleted entities left out), for analysts. Replaced whenever the
+    layout changes, since a view's `*` is fixed when it is created."""
     return (
-        f"CREATE VIEW IF NOT EXISTS `{layout.name}_current` AS\n"
+        f"CREATE OR REPLACE VIEW `{layout.name}_current` AS\n"
         f"SELECT * FROM (\n"
         f"    SELECT * FROM `{layout.name}` FINAL\n"
         f"    ORDER BY entity_key, ts_source DESC, source_position DESC\n"
@@ -119,5 +137,11 @@ def current_view_sql(layout: TableLayout) -> str:
     )
 
 
-def add_columns_sql(table: str, missing: list[tuple[str, str]]) -> str:
-    return f"ALTER TABLE `{table}` " + ", ".join(f"ADD COLUMN IF NOT EXISTS `{n}` {t}" for n, t in missing)
+def _default(layout: TableLayout, column: str) -> str:
+    return f" DEFAULT {layout.defaults[column]}" if column in layout.defaults else ""
+
+
+def add_columns_sql(layout: TableLayout, missing: list[tuple[str, str]]) -> str:
+    return f"ALTER TABLE `{layout.name}` " + ", ".join(
+        f"ADD COLUMN IF NOT EXISTS `{n}` {t}{_default(layout, n)}" for n, t in missing
+    )

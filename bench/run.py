@@ -1,0 +1,328 @@
+"""Throughput and freshness of the pipeline on a fresh local stack (Kafka + Apicurio in a temporary folder).
+
+Phases: producer (in-process, as fast as possible), processor and sink (child processes draining the
+backlog), then end-to-end freshness at a fixed rate with both stages running. Every wait is bounded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from backbone.bootstrap import bootstrap
+from backbone.procs import Child, free_port
+from backbone.progress import scrape
+from backbone.settings import PROJECT_ROOT, Settings, load_settings
+from backbone.stack import LocalStack
+from producers.simulate import run_simulator
+
+TABLE = "licensing_permit_application"
+POLL = 0.05  # seconds between polls: the timing resolution of the stage figures
+console = Console()
+
+
+@dataclass
+class Throughput:
+    events: int
+    seconds: float  # from the start of the stage (child process launch) to the last event
+    events_per_s: float
+    startup_seconds: float | None = None  # start to the first event seen
+    steady_events: int | None = None  # events counted between the first and the last observation
+    steady_seconds: float | None = None
+    steady_events_per_s: float | None = None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as BACKBONE_* variables, for child processes (copied from tests/conftest.py)."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name in ("pii_key", "clickhouse_password"):
+            value = getattr(settings, name).get_secret_value()
+        env[f"BACKBONE_{name.upper()}"] = str(value)
+    return env
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, children: Sequence[Child] = ()) -> float:
+    """Poll until condition() holds; returns the time it did. Fails on timeout or when a child exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(
+                    f"{child.name} exited while waiting for {what}; {child.log_path}:\n{child.log_tail(30)}")
+        if condition():
+            return time.monotonic()
+        time.sleep(POLL)
+    tails = "".join(f"\n{c.name} ({c.log_path}):\n{c.log_tail(30)}" for c in children)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tails}")
+
+
+def counter(url: str, stage: str, families: Sequence[str]) -> float:
+    """Sum of a stage's counters on its Prometheus endpoint; 0 until the endpoint answers."""
+    try:
+        scraped = scrape(url)
+    except requests.RequestException:
+        return 0.0
+    return sum(
+        s.value for name in families for s in scraped.get(name, [])
+        if s.name.endswith("_total") and s.labels.get("stage") == stage
+    )
+
+
+def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
+    resp = requests.post(f"http://127.0.0.1:{settings.query_port}/", params={"default_format": fmt},
+                         data=sql.encode(), timeout=30)
+    resp.raise_for_status()
+    return resp.text.strip()
+
+
+def stored(settings: Settings, where: str = "") -> int:
+    try:
+        return int(query(settings, f"SELECT count() FROM {TABLE} FINAL {where}") or 0)
+    except (requests.RequestException, ValueError):  # sink not serving yet, or table not created yet
+        return 0
+
+
+def start_child(settings: Settings, command: str) -> Child:
+    return Child(command, [sys.executable, "-m", "backbone.cli", command],
+                 settings.run_dir / "logs" / f"{command}.log", env=settings_env(settings), stop_timeout=20).start()
+
+
+def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],
+            timeout: float) -> Throughput:
+    """Time a child draining n events: start-up included, and from the first event seen to the last."""
+    first: list[tuple[float, float]] = []
+
+    def condition() -> bool:
+        now, value = time.monotonic(), count()
+        if not first and value > 0:
+            first.append((now, value))
+        return finished(value)
+
+    done = wait_for(condition, timeout, f"{n} events through the {child.name}", [child])
+    result = Throughput(n, done - started, n / (done - started))
+    if first:
+        t0, v0 = first[0]
+        result.startup_seconds = t0 - started
+        # Events counted at the first observation were processed before it: leave them out of the window.
+        if done > t0 and n > v0:
+            result.steady_events, result.steady_seconds = int(n - v0), done - t0
+            result.steady_events_per_s = (n - v0) / (done - t0)
+    return result
+
+
+@contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    # run_simulator installs its own SIGINT/SIGTERM handlers in the main thread; restore ours afterwards
+    # so that Ctrl-C still stops the bench (and its finally blocks) in later phases.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def producer_phase(settings: Settings, n: int) -> Throughput:
+    began = time.monotonic()
+    with keep_signal_handlers():
+        sent = run_simulator(settings, "licensing", rate=0, count=n, serve_metrics=False)
+    seconds = time.monotonic() - began
+    if sent != n:
+        raise RuntimeError(f"producer: {sent} of {n} events acknowledged")
+    return Throughput(n, seconds, n / seconds)
+
+
+def quantiles_ms(values: list[float]) -> dict[str, float]:
+    return {"p50": float(values[0]), "p99": float(values[1])}
+
+
+def freshness_phase(settings: Settings, rate: float, count: int, children: Sequence[Child]) -> dict[str, Any]:
+    """Produce at a fixed rate with both stages running; quantiles of the delays of this phase's rows."""
+    start = datetime.now(UTC)
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def produce() -> None:
+        began = time.monotonic()
+        try:
+            result["sent"] = run_simulator(settings, "licensing", rate=rate, count=count, stop=stop,
+                                           serve_metrics=False)
+        except BaseException as exc:  # re-raised in the main thread
+            result["error"] = exc
+        result["seconds"] = time.monotonic() - began
+
+    thread = threading.Thread(target=produce, name="bench-simulator", daemon=True)
+    thread.start()
+    thread.join(count / rate + 60)
+    if thread.is_alive():
+        stop.set()
+        thread.join(10)
+        raise TimeoutError(f"freshness: the simulator did not send {count} events at {rate}/s in time")
+    if "error" in result:
+        raise result["error"]
+    # ts_source is taken when the change is generated, after `start`; earlier phases' rows are all older.
+    since = f"WHERE ts_source >= toDateTime64('{start:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC')"
+    sent = int(result["sent"])
+    wait_for(lambda: stored(settings, since) >= sent, 60 + sent / 100, f"{sent} fresh rows stored", children)
+    row = json.loads(query(settings, (
+        "SELECT quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_stored)),"
+        " quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_processed)), count()"
+        f" FROM {TABLE} FINAL {since}"), fmt="JSONCompact"))["data"][0]
+    return {
+        "target_rate": rate, "events": sent, "rows": int(row[2]), "produce_seconds": result["seconds"],
+        "achieved_rate": sent / result["seconds"],
+        "source_to_stored_ms": quantiles_ms(row[0]), "source_to_processed_ms": quantiles_ms(row[1]),
+    }
+
+
+def peak_rss_mib(pid: int | None) -> float | None:
+    """VmHWM: the process's peak resident set, read while it still runs."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str) -> dict[str, Any]:
+    n, tag = args.events, f"bench{os.getpid()}-{int(time.time())}"
+    settings = load_settings(
+        run_dir=work / "pipeline", kafka_bootstrap=kafka_bootstrap, registry_url=registry_url,
+        topic_prefix=f"{tag}.", processor_app_id=f"{tag}-processor", sink_group_id=f"{tag}-sink",
+        pii_key="bench-key-not-secret", processor_metrics_port=free_port(), sink_metrics_port=free_port(),
+        query_port=free_port(),
+    )
+    bootstrap(settings)
+    timeout = 120 + n / 100  # generous: ~100 events/s plus start-up, so a stall fails instead of hanging
+    console.log(f"producer: {n:,} events, as fast as possible")
+    producer = producer_phase(settings, n)
+    children: list[Child] = []
+    try:
+        console.log("processor: draining the backlog")
+        started = time.monotonic()
+        children.append(processor := start_child(settings, "processor"))
+        processor_url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
+        through = ("backbone_events_out", "backbone_events_failed")  # dead letters count as processed
+        processed = measure(processor, started, n, lambda: counter(processor_url, "processor", through),
+                            lambda value: value >= n, timeout)
+        failed = counter(processor_url, "processor", ("backbone_events_failed",))
+
+        console.log("sink: draining the backlog")
+        started = time.monotonic()
+        children.append(sink := start_child(settings, "sink"))
+        sink_url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
+        sunk = measure(sink, started, n, lambda: counter(sink_url, "sink", ("backbone_events_out",)),
+                       lambda _value: stored(settings) >= n, timeout)
+        rows = stored(settings)
+
+        fresh_count = max(1, min(int(args.rate * args.fresh_seconds), 100_000))
+        console.log(f"freshness: {fresh_count:,} events at {args.rate:g}/s")
+        fresh = freshness_phase(settings, args.rate, fresh_count, children)
+        rss = {child.name: peak_rss_mib(child.pid) for child in children}
+    finally:
+        for child in reversed(children):
+            child.stop()
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "git_commit": git_commit(),
+        "events": n,
+        "settings": {k: getattr(settings, k) for k in (
+            "topic_partitions", "processor_batch_size", "processor_batch_seconds", "sink_batch_size",
+            "sink_batch_seconds")},
+        "stages": {"producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": failed},
+                   "sink": {**asdict(sunk), "rows_final": rows}},
+        "freshness": fresh,
+        "peak_rss_mib": rss,
+    }
+
+
+def render(report: dict[str, Any]) -> Table:
+    table = Table(title=f"backbone bench: {report['events']:,} events, {report['machine']['cores']} cores",
+                  header_style="bold")
+    for column in ("stage", "events", "seconds", "events/s", "p50 ms", "p99 ms", "peak RSS MiB"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+
+    def f(value: float | None, spec: str = ",.0f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    stages, rss, fresh = report["stages"], report["peak_rss_mib"], report["freshness"]
+    table.add_row("producer (in-process)", f(stages["producer"]["events"]), f(stages["producer"]["seconds"], ".2f"),
+                  f(stages["producer"]["events_per_s"]))
+    for name in ("processor", "sink"):
+        s = stages[name]
+        table.add_row(f"{name} (first→last event)", f(s["steady_events"]), f(s["steady_seconds"], ".2f"),
+                      f(s["steady_events_per_s"]), "", "", f(rss.get(name)))
+        table.add_row(f"{name} (incl. {f(s['startup_seconds'], '.1f')}s start-up)", f(s["events"]),
+                      f(s["seconds"], ".2f"), f(s["events_per_s"]))
+    for label, key in (("source→stored", "source_to_stored_ms"), ("source→processed", "source_to_processed_ms")):
+        table.add_row(f"freshness {label} @ {fresh['achieved_rate']:,.0f}/s", f(fresh["events"]),
+                      f(fresh["produce_seconds"], ".2f"), f(fresh["achieved_rate"]),
+                      f(fresh[key]["p50"]), f(fresh[key]["p99"]))
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000, help="events for the throughput phases")
+    parser.add_argument("--rate", type=float, default=2000.0, help="events/s in the freshness phase")
+    parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="folder for the JSON")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
+        parser.error("--events, --rate and --fresh-seconds must be positive")
+
+    # SIGTERM as an exception, so the finally blocks stop the children and the stack.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
+        work = Path(tmp)
+        stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
+        try:
+            console.log("starting the local stack (Kafka, Apicurio Registry)")
+            addresses = stack.start()
+            report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url)
+        finally:
+            stack.stop()
+
+    console.print(render(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    text = json.dumps(report, indent=2, default=str) + "\n"
+    path.write_text(text)
+    (args.out / "latest.json").write_text(text)
+    console.print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
