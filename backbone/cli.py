@@ -26,6 +26,9 @@ def _settings() -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per registry request is noise at info level.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
@@ -50,7 +53,7 @@ def init() -> None:
 
 @app.command()
 def simulate(
-    domain: Annotated[str, typer.Argument(help="domain to simulate, e.g. licensing")],
+    systems: Annotated[list[str], typer.Argument(help="simulated systems or domains (e.g. licensing), or all")],
     rate: Annotated[float, typer.Option(help="changes per second (0 = as fast as possible)")] = 20.0,
     count: Annotated[int | None, typer.Option(help="stop after this many changes")] = None,
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
@@ -58,12 +61,13 @@ def simulate(
     seed: Annotated[int, typer.Option(help="random seed")] = 1,
 ) -> None:
     """Run a simulated departmental system that produces change events."""
-    from producers.simulate import run_simulator
+    from producers.simulate import run_simulators
 
     settings = _settings()
     _logging(settings)
-    sent = run_simulator(settings, domain, rate=rate, count=count, duration=duration, bad_ratio=bad_ratio, seed=seed)
-    err.print(f"{domain}: {sent} change events acknowledged")
+    sent = run_simulators(settings, systems, rate=rate, count=count, duration=duration, bad_ratio=bad_ratio, seed=seed)
+    for system, n in sent.items():
+        err.print(f"{system}: {n} change events acknowledged")
 
 
 @app.command()

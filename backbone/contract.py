@@ -5,6 +5,8 @@ fields carry the rules the processor applies without per-domain code:
   "pii": true         personal data: pseudonymised with a keyed hash before analytics
   "region": "village" | "kecamatan"   an official region code: validated and enriched with names
   "min": <number>     a lower bound (amounts, counts)
+  "transitions": {"FROM": ["TO", ...]}   the allowed lifecycle moves of a status field, checked
+                      on updates from `before` to `after`; "initial": [...] lists allowed states at creation
 The envelope (schemas/envelope.avsc) wraps the payload as `before`/`after` with source metadata.
 The clean schema is the flat record the processor emits and the sink stores.
 """
@@ -128,11 +130,18 @@ class PayloadRules:
     regions: tuple[RegionField, ...] = ()
     minimums: dict[str, float] = field(default_factory=dict)
     required: frozenset[str] = field(default_factory=frozenset)
+    transitions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    initial: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_schema(cls, payload: Mapping[str, Any]) -> PayloadRules:
         pii, regions, minimums, required = set(), [], {}, set()
+        transitions, initial = {}, {}
         for f in payload["fields"]:
+            if isinstance(f.get("transitions"), dict):
+                transitions[f["name"]] = f["transitions"]
+            if isinstance(f.get("initial"), list):
+                initial[f["name"]] = f["initial"]
             if f.get("pii") is True:
                 pii.add(f["name"])
             if f.get("region") in ("village", "kecamatan"):
@@ -141,7 +150,7 @@ class PayloadRules:
                 minimums[f["name"]] = f["min"]
             if not _is_nullable(f["type"]):
                 required.add(f["name"])
-        return cls(dict(payload), frozenset(pii), tuple(regions), minimums, frozenset(required))
+        return cls(dict(payload), frozenset(pii), tuple(regions), minimums, frozenset(required), transitions, initial)
 
     @cached_property
     def version(self) -> int:
@@ -217,6 +226,21 @@ def clean_event(
         value = state.get(name)
         if value is not None and value < (Decimal(str(minimum)) if isinstance(value, Decimal) else minimum):
             raise Rejected(f"field {name!r} value {value}: below the minimum {minimum}")
+
+    for name, allowed in rules.initial.items():
+        if op in ("c", "r") and state.get(name) not in allowed:
+            raise Rejected(
+                f"field {name!r} value {state.get(name)!r}: not a valid initial state ({', '.join(allowed)})"
+            )
+    before = event.get("before")
+    if op == "u" and before is not None:
+        for name, moves in rules.transitions.items():
+            old, new = before.get(name), state.get(name)
+            if old != new and new not in moves.get(old, []):
+                raise Rejected(
+                    f"field {name!r} transition {old!r} -> {new!r} is not allowed "
+                    f"(from {old!r}: {', '.join(moves.get(old, [])) or 'none'})"
+                )
 
     source = event["source"]
     record: dict[str, Any] = {

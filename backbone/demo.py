@@ -35,9 +35,9 @@ def stage_children(settings: Settings, env: dict[str, str], rate: float, bad_rat
         Child("sink", [*cli, "sink"], logs / "sink.log", env=env, stop_timeout=20),
         Child("processor", [*cli, "processor"], logs / "processor.log", env=env, stop_timeout=20),
         Child(
-            "simulator-licensing",
-            [*cli, "simulate", "licensing", "--rate", str(rate), "--bad-ratio", str(bad_ratio)],
-            logs / "simulator-licensing.log",
+            "simulators",
+            [*cli, "simulate", "all", "--rate", str(rate), "--bad-ratio", str(bad_ratio)],
+            logs / "simulators.log",
             env=env,
             stop_timeout=10,
         ),

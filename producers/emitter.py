@@ -31,6 +31,7 @@ class Change:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     snapshot: bool = False
+    entity: str | None = None  # which of the system's entities; None: its only one
 
 
 class ChangeEmitter:

@@ -1,34 +1,96 @@
-"""Runs a domain simulator against Kafka: paced, bounded by count or duration, stopped by signals.
-Its source position continues across runs (kept in the run folder), so event ids never repeat."""
+"""Runs simulated departmental systems against Kafka: paced, bounded by count or duration, stopped
+by signals. A system's simulator is named in its catalog file (adapter.simulator: module:Class),
+so a new domain needs no change here.
+
+A simulator class takes (villages, seed=, start_seq=, bad_ratio=) and has `changes()`, an endless
+iterator of Change (with `entity` naming one of the system's entities when it has several) and
+`seq`, its source position. Positions continue across runs (kept in the run folder), and the same
+seed and start give the same changes, so event ids never repeat and a replay is recognisable."""
 
 from __future__ import annotations
 
+import importlib
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from backbone import metrics
 from backbone.avro import Registry
-from backbone.catalog import catalog_for
+from backbone.catalog import SourceSystem, catalog_for
 from backbone.errors import InputError, ServiceUnavailable
 from backbone.reference import load_regions, villages
 from backbone.settings import Settings
 from backbone.stack import write_state
 from producers.emitter import ChangeEmitter
-from producers.licensing import LicensingOffice
 
-# domain -> (catalog system, entity, simulator class)
-SIMULATORS = {"licensing": ("sim-licensing", "permit_application", LicensingOffice)}
+
+def simulated_systems(settings: Settings) -> list[SourceSystem]:
+    return [s for s in catalog_for(settings).systems if s.adapter.get("kind") == "simulator"]
+
+
+def find_system(settings: Settings, name: str) -> SourceSystem:
+    """A simulated system by its catalog name or its domain."""
+    systems = simulated_systems(settings)
+    for system in systems:
+        if name in (system.system, system.domain):
+            return system
+    known = ", ".join(sorted(s.domain for s in systems)) or "none"
+    raise InputError(f"no simulated system or domain named {name!r} in the catalog (available: {known})")
+
+
+def simulator_class(system: SourceSystem) -> type:
+    target = system.adapter.get("simulator", "")
+    module_name, _, class_name = str(target).partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise InputError(
+            f"{system.catalog_file}: field 'adapter.simulator' has value {target!r}: no such module:Class"
+        ) from None
 
 
 def _position_file(settings: Settings, system: str) -> Path:
     return settings.run_dir / "simulators" / f"{system}.position"
 
 
-def run_simulator(
+class SystemRun:
+    """One simulated system with an emitter per entity."""
+
+    def __init__(self, settings: Settings, system: SourceSystem, registry: Registry, seed: int, bad_ratio: float):
+        self.system = system
+        self.emitters = {e.name: ChangeEmitter(e, settings, registry) for e in system.entities}
+        self.default = system.entities[0].name
+        self.position_file = _position_file(settings, system.system)
+        start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
+        regions = villages(load_regions(settings.regions_csv))
+        self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
+        self.changes = self.simulator.changes()
+        self.sent = 0
+
+    def step(self) -> None:
+        change = next(self.changes)
+        emitter = self.emitters.get(change.entity or self.default)
+        if emitter is None:
+            raise InputError(f"simulator of {self.system.system} emitted unknown entity {change.entity!r}")
+        emitter.emit(change)
+        self.sent += 1
+
+    def close(self) -> int:
+        """Flush, remember the position; returns how many events Kafka acknowledged."""
+        try:
+            for emitter in self.emitters.values():
+                emitter.flush()
+        finally:
+            self.position_file.parent.mkdir(parents=True, exist_ok=True)
+            self.position_file.write_text(str(self.simulator.seq))
+        return sum(e.delivered for e in self.emitters.values())
+
+
+def run_simulators(
     settings: Settings,
-    domain: str,
+    names: list[str],
     rate: float = 20.0,
     count: int | None = None,
     duration: float | None = None,
@@ -36,37 +98,27 @@ def run_simulator(
     seed: int = 1,
     stop: threading.Event | None = None,
     serve_metrics: bool = True,
-) -> int:
-    """Emit changes until `count`, `duration` or a stop signal; returns how many were acknowledged."""
-    if domain not in SIMULATORS:
-        raise InputError(f"no simulator for domain {domain!r} (available: {', '.join(SIMULATORS)})")
+) -> dict[str, int]:
+    """Emit changes from the named systems (round robin, `rate` per second per system) until
+    `count` per system, `duration` or a stop signal. Returns acknowledged events per system."""
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
-    system_name, entity_name, simulator_class = SIMULATORS[domain]
-    entity = next(e for e in catalog_for(settings).system(system_name).entities if e.name == entity_name)
-    emitter = ChangeEmitter(entity, settings, Registry(settings.registry_url))
-    position_file = _position_file(settings, system_name)
-    start = int(position_file.read_text()) if position_file.is_file() else 0
-    office = simulator_class(
-        villages(load_regions(settings.regions_csv)), seed=seed, start_seq=start, bad_ratio=bad_ratio
-    )
+    systems = simulated_systems(settings) if names in ([], ["all"]) else [find_system(settings, n) for n in names]
+    registry = Registry(settings.registry_url)
+    runs = [SystemRun(settings, s, registry, seed, bad_ratio) for s in systems]
     stop = stop or threading.Event()
     if serve_metrics:
         port = metrics.serve_metrics(settings.bind_host, settings.producer_metrics_port)
-        write_state(
-            settings.run_dir, **{f"producer_{domain}_metrics_url": f"http://{settings.bind_host}:{port}/metrics"}
-        )
+        write_state(settings.run_dir, producer_metrics_url=f"http://{settings.bind_host}:{port}/metrics")
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     metrics.UP.labels("producer").set(1)
     interval = 1.0 / rate if rate > 0 else 0.0
-    began = time.monotonic()
-    next_at = began
-    sent = 0
+    began = next_at = time.monotonic()
     try:
-        for change in office.changes():
-            if stop.is_set() or (count is not None and sent >= count):
+        while not stop.is_set():
+            if count is not None and all(r.sent >= count for r in runs):
                 break
             if duration is not None and time.monotonic() - began >= duration:
                 break
@@ -75,11 +127,17 @@ def run_simulator(
                 if delay > 0 and stop.wait(delay):
                     break
                 next_at += interval
-            emitter.emit(change)
-            sent += 1
+            for run in runs:
+                if count is None or run.sent < count:
+                    run.step()
     finally:
-        emitter.flush()
-        position_file.parent.mkdir(parents=True, exist_ok=True)
-        position_file.write_text(str(office.seq))
+        delivered = {}
+        for run in runs:
+            delivered[run.system.system] = run.close()
         metrics.UP.labels("producer").set(0)
-    return emitter.delivered
+    return delivered
+
+
+def run_simulator(settings: Settings, name: str, **kwargs: Any) -> int:
+    """One system (by name or domain); returns how many events Kafka acknowledged."""
+    return sum(run_simulators(settings, [name], **kwargs).values())

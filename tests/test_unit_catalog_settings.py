@@ -49,10 +49,15 @@ def test_repo_catalog_loads():
     (system,) = catalog.systems
     (entity,) = catalog.entities
     assert (system.system, system.department, system.domain) == ("sim-licensing", "DPMPTSP", "licensing")
-    assert system.freshness_seconds == 60 and system.adapter == {"kind": "simulator"}
+    assert system.freshness_seconds == 60 and system.adapter == {
+        "kind": "simulator",
+        "simulator": "producers.licensing:LicensingOffice",
+    }
     assert entity.key == ("application_id",)
-    assert (entity.cdc_topic, entity.clean_topic) == ("t1.cdc.licensing.permit_application",
-                                                      "t1.clean.licensing.permit_application")
+    assert (entity.cdc_topic, entity.clean_topic) == (
+        "t1.cdc.licensing.permit_application",
+        "t1.clean.licensing.permit_application",
+    )
     assert entity.table == "licensing_permit_application"
     assert catalog.entity_for_topic(entity.clean_topic) is entity
     assert entity.payload_schema()["name"] == "PermitApplication"
@@ -71,8 +76,11 @@ def test_repo_catalog_loads():
         ("domain: licensing", "domain: Licensing-Office", ["field 'domain'", "'Licensing-Office'"]),
         ("department: DPMPTSP\n", "", ["field 'department' is missing"]),
         ("permit_application", "Permit-App", ["field 'entities[0].name'", "'Permit-App'"]),
-        ("licensing/permit_application.avsc", "licensing/nope.avsc",
-         ["field 'entities[0].schema'", "'licensing/nope.avsc'", "no such file"]),
+        (
+            "licensing/permit_application.avsc",
+            "licensing/nope.avsc",
+            ["field 'entities[0].schema'", "'licensing/nope.avsc'", "no such file"],
+        ),
         ("key: [application_id]", "key: application_id", ["field 'entities[0].key'", "'application_id'", "list"]),
         ("key: [application_id]", "key: []", ["field 'entities[0].key'", "[]"]),
         ("key: [application_id]", "key: [1, 2]", ["field 'entities[0].key'", "[1, 2]"]),
@@ -133,8 +141,13 @@ def test_payload_schema_with_invalid_json_names_the_schema_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("BACKBONE_TOPIC_PARTITIONS", "0"), ("BACKBONE_TOPIC_PARTITIONS", "abc"),
-     ("BACKBONE_LOG_LEVEL", "loud"), ("BACKBONE_TOPIC_PREFIX", "bad prefix!"), ("BACKBONE_QUERY_PORT", "70000")],
+    [
+        ("BACKBONE_TOPIC_PARTITIONS", "0"),
+        ("BACKBONE_TOPIC_PARTITIONS", "abc"),
+        ("BACKBONE_LOG_LEVEL", "loud"),
+        ("BACKBONE_TOPIC_PREFIX", "bad prefix!"),
+        ("BACKBONE_QUERY_PORT", "70000"),
+    ],
 )
 def test_bad_setting_raises_config_error_naming_the_variable(clean_env, var, value):
     clean_env.setenv(var, value)
@@ -160,9 +173,11 @@ def test_toml_config_file_is_read_and_env_wins(clean_env, tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("topic_partitions = 0\n", "BACKBONE_TOPIC_PARTITIONS=0"),
-     ("topic_partitions = \n", "cannot read settings file"),
-     ("no_such_setting = 1\n", "BACKBONE_NO_SUCH_SETTING=1")],
+    [
+        ("topic_partitions = 0\n", "BACKBONE_TOPIC_PARTITIONS=0"),
+        ("topic_partitions = \n", "cannot read settings file"),
+        ("no_such_setting = 1\n", "BACKBONE_NO_SUCH_SETTING=1"),
+    ],
 )
 def test_bad_toml_config_raises_config_error(clean_env, tmp_path, text, expected):
     toml = tmp_path / "backbone.toml"
@@ -179,8 +194,14 @@ def test_bad_toml_config_raises_config_error(clean_env, tmp_path, text, expected
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("BACKBONE_") and k not in ("COLUMNS", "LINES")}
     base.update(BACKBONE_RUN_DIR=str(tmp_path / "run"), BACKBONE_CONFIG=str(tmp_path / "absent.toml"), **env)
-    return subprocess.run([sys.executable, "-m", "backbone.cli", *args], env=base, cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "backbone.cli", *args],
+        env=base,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 CLI_CASES = [

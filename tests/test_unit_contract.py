@@ -268,8 +268,10 @@ def test_delete_takes_the_state_from_before():
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda e: e["after"].update(village_code="35.22.99.9999"),
-         "field 'village_code' value '35.22.99.9999': unknown village"),
+        (
+            lambda e: e["after"].update(village_code="35.22.99.9999"),
+            "field 'village_code' value '35.22.99.9999': unknown village",
+        ),
         (lambda e: e["after"].update(village_code="35.22.01"), "unknown village code"),  # a kecamatan, not a village
         (lambda e: e["after"].update(fee=Decimal("-1000.00")), "field 'fee' value -1000.00: below the minimum 0"),
         (lambda e: e["after"].update(sla_days=0), "field 'sla_days' value 0: below the minimum 1"),
@@ -310,9 +312,64 @@ def test_enrichment_field_clash_is_a_clear_error():
     from backbone.contract import PayloadRules
     from backbone.errors import InputError
 
-    schema = {"type": "record", "name": "Clash", "fields": [
-        {"name": "village_code", "type": "string", "region": "village"},
-        {"name": "kecamatan_name", "type": "string"},
-    ]}
+    schema = {
+        "type": "record",
+        "name": "Clash",
+        "fields": [
+            {"name": "village_code", "type": "string", "region": "village"},
+            {"name": "kecamatan_name", "type": "string"},
+        ],
+    }
     with pytest.raises(InputError, match="kecamatan_name"):
         PayloadRules.from_schema(schema).clean_schema()
+
+
+def _licensing_rules():
+    import json as _json
+
+    from backbone.contract import PayloadRules
+    from backbone.settings import PROJECT_ROOT
+
+    return PayloadRules.from_schema(
+        _json.loads((PROJECT_ROOT / "schemas/licensing/permit_application.avsc").read_text())
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        ("SUBMITTED", "VERIFIED", True),
+        ("VERIFIED", "APPROVED", True),
+        ("SUBMITTED", "SUBMITTED", True),
+        ("SUBMITTED", "APPROVED", False),
+        ("APPROVED", "SUBMITTED", False),
+        ("REJECTED", "VERIFIED", False),
+    ],
+)
+def test_lifecycle_transitions_follow_the_schema(old, new, ok):
+    from backbone.contract import Rejected, clean_event
+    from producers.licensing import LicensingOffice
+
+    rules = _licensing_rules()
+    change = next(LicensingOffice(["35.22.01.2001"], seed=1).changes())
+    before = dict(change.after, status=old)
+    after = dict(change.after, status=new)
+    event = {
+        "event_id": "e",
+        "op": "u",
+        "key": change.key,
+        "before": before,
+        "after": after,
+        "source": {"system": "s", "department": "d", "entity": "e", "position": "1"},
+        "ts_source": 0,
+        "ts_emitted": 0,
+    }
+    regions = {
+        "35.22.01.2001": {"name": "V", "level": "village", "parent": "35.22.01"},
+        "35.22.01": {"name": "K", "level": "kecamatan", "parent": "35.22"},
+    }
+    if ok:
+        assert clean_event(event, rules, regions, b"k", ("application_id",))["status"] == new
+    else:
+        with pytest.raises(Rejected, match=f"transition '{old}' -> '{new}' is not allowed"):
+            clean_event(event, rules, regions, b"k", ("application_id",))
