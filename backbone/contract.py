@@ -5,6 +5,7 @@ fields carry the rules the processor applies without per-domain code:
   "pii": true         personal data: pseudonymised with a keyed hash before analytics
   "region": "village" | "kecamatan"   an official region code: validated and enriched with names
   "min": <number>     a lower bound (amounts, counts)
+  "required": true    a nullable field the business still needs (null is dead-lettered)
   "transitions": {"FROM": ["TO", ...]}   the allowed lifecycle moves of a status field, checked
                       on updates from `before` to `after`; "initial": [...] lists allowed states at creation
 The envelope (schemas/envelope.avsc) wraps the payload as `before`/`after` with source metadata.
@@ -148,7 +149,7 @@ class PayloadRules:
                 regions.append(RegionField(f["name"], f["region"], _is_nullable(f["type"])))
             if isinstance(f.get("min"), int | float):
                 minimums[f["name"]] = f["min"]
-            if not _is_nullable(f["type"]):
+            if not _is_nullable(f["type"]) or f.get("required") is True:
                 required.add(f["name"])
         return cls(dict(payload), frozenset(pii), tuple(regions), minimums, frozenset(required), transitions, initial)
 
