@@ -88,54 +88,89 @@ class Catalog:
         raise InputError(f"no system named {name!r} in the catalog (known: {known})")
 
 
-def _require(doc: dict[str, Any], key: str, path: Path, kind: type, where: str = "") -> Any:
-    value = doc.get(key)
-    label = f"{where}{key}"
-    if value is None:
-        raise InputError(f"{path}: field {label!r} is missing")
-    if not isinstance(value, kind):
-        raise InputError(f"{path}: field {label!r} has value {value!r}, expected a {kind.__name__}")
-    return value
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Dotted field path (as error messages name it) -> 1-based line, from the YAML node tree."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}{key_node.value}"
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path + "."))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = f"{prefix.rstrip('.')}[{i}]"
+            lines[path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, path + "."))
+    return lines
+
+
+class _Fields:
+    """Reads fields of one catalog file; every problem names the file, line, field and value."""
+
+    def __init__(self, path: Path, lines: dict[str, int]) -> None:
+        self.path = path
+        self.lines = lines
+
+    def error(self, field: str, message: str) -> InputError:
+        line = self.lines.get(field) or self.lines.get(field.rsplit(".", 1)[0])
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return InputError(f"{where}: field {field!r} {message}")
+
+    def require(self, doc: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
+        value = doc.get(key)
+        if value is None:
+            raise self.error(f"{where}{key}", "is missing")
+        if not isinstance(value, kind):
+            raise self.error(f"{where}{key}", f"has value {value!r}, expected a {kind.__name__}")
+        return value
+
+    def name(self, doc: dict[str, Any], key: str, pattern: re.Pattern, rule: str, where: str = "") -> str:
+        value = self.require(doc, key, str, where)
+        if not pattern.match(value):
+            raise self.error(f"{where}{key}", f"has value {value!r}: use {rule}")
+        return value
 
 
 def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> SourceSystem:
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        node = yaml.compose(text)
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
+        line = f"{mark.line + 1}:" if mark else ""
         raise InputError(f"{path}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a mapping at the top level, found {type(doc).__name__}")
-    system = _require(doc, "system", path, str)
-    if not _SYSTEM.match(system):
-        raise InputError(f"{path}: field 'system' has value {system!r}: use lowercase letters, digits and '-'")
-    domain = _require(doc, "domain", path, str)
-    if not _NAME.match(domain):
-        raise InputError(f"{path}: field 'domain' has value {domain!r}: use lowercase letters, digits and '_'")
-    department = _require(doc, "department", path, str)
+    fields = _Fields(path, _key_lines(node))
+    system = fields.name(doc, "system", _SYSTEM, "lowercase letters, digits and '-'")
+    domain = fields.name(doc, "domain", _NAME, "lowercase letters, digits and '_'")
+    department = fields.require(doc, "department", str)
     adapter = doc.get("adapter") or {"kind": "simulator"}
-    raw_entities = _require(doc, "entities", path, list)
+    if not isinstance(adapter, dict) or not isinstance(adapter.get("kind"), str):
+        raise fields.error("adapter", f"has value {adapter!r}, expected a mapping with a 'kind'")
+    raw_entities = fields.require(doc, "entities", list)
     entities = []
     for i, raw in enumerate(raw_entities):
         where = f"entities[{i}]."
         if not isinstance(raw, dict):
-            raise InputError(f"{path}: field 'entities[{i}]' must be a mapping")
-        name = _require(raw, "name", path, str, where)
-        if not _NAME.match(name):
-            raise InputError(f"{path}: field '{where}name' has value {name!r}: use lowercase letters, digits and '_'")
-        schema = schemas_dir / _require(raw, "schema", path, str, where)
+            raise fields.error(f"entities[{i}]", f"has value {raw!r}, expected a mapping")
+        name = fields.name(raw, "name", _NAME, "lowercase letters, digits and '_'", where)
+        schema = schemas_dir / fields.require(raw, "schema", str, where)
         if not schema.is_file():
-            raise InputError(
-                f"{path}: field '{where}schema' has value {raw['schema']!r}: no such file under {schemas_dir}"
-            )
+            raise fields.error(f"{where}schema", f"has value {raw['schema']!r}: no such file under {schemas_dir}")
         key = raw.get("key")
         if not (isinstance(key, list) and key and all(isinstance(k, str) for k in key)):
-            raise InputError(f"{path}: field '{where}key' has value {key!r}, expected a list of field names")
-        entities.append(Entity(system, department, domain, name, schema, tuple(key), path, topic_prefix))
+            raise fields.error(f"{where}key", f"has value {key!r}, expected a list of field names")
+        entity = Entity(system, department, domain, name, schema, tuple(key), path, topic_prefix)
+        payload_fields = {f.get("name") for f in entity.payload_schema().get("fields", [])}
+        missing = [k for k in key if k not in payload_fields]
+        if missing:
+            raise fields.error(f"{where}key", f"has value {key!r}: {', '.join(missing)} not a field of {schema.name}")
+        entities.append(entity)
     freshness = doc.get("freshness_seconds", 60)
     if not isinstance(freshness, int) or isinstance(freshness, bool) or freshness <= 0:
-        raise InputError(f"{path}: field 'freshness_seconds' has value {freshness!r}, expected a positive whole number")
+        raise fields.error("freshness_seconds", f"has value {freshness!r}, expected a positive whole number")
     return SourceSystem(
         system=system,
         title=str(doc.get("title", system)),
@@ -146,6 +181,23 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         entities=tuple(entities),
         catalog_file=path,
     )
+
+
+def validate_catalog(catalog_dir: Path, schemas_dir: Path) -> list[tuple[Path, str | None]]:
+    """Every catalog file with its first problem (None when it is fine); does not stop at the first file."""
+    results: list[tuple[Path, str | None]] = []
+    for path in sorted(catalog_dir.glob("*.yaml")):
+        try:
+            load_system(path, schemas_dir)
+            results.append((path, None))
+        except InputError as exc:
+            results.append((path, str(exc)))
+    if all(problem is None for _, problem in results):
+        try:
+            load_catalog(catalog_dir, schemas_dir)
+        except InputError as exc:
+            results.append((catalog_dir, str(exc)))
+    return results
 
 
 def load_catalog(catalog_dir: Path, schemas_dir: Path, topic_prefix: str = "") -> Catalog:

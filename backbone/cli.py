@@ -139,6 +139,79 @@ def sql(
     err.print(f"{data.get('rows', len(data['data']))} rows in {data.get('statistics', {}).get('elapsed', 0):.3f}s")
 
 
+sources = typer.Typer(no_args_is_help=True, help="The source catalog: one file per departmental system.")
+schemas = typer.Typer(no_args_is_help=True, help="Schemas in the repo against the registry.")
+app.add_typer(sources, name="sources")
+app.add_typer(schemas, name="schemas")
+
+
+@sources.command("validate")
+def sources_validate() -> None:
+    """Check every catalog file; report each problem with file, line and field."""
+    from backbone.catalog import validate_catalog
+
+    settings = _settings()
+    results = validate_catalog(settings.catalog_dir, settings.schemas_dir)
+    for path, problem in results:
+        if problem is None:
+            out.print(f"[green]ok[/]      {path}", highlight=False)
+        else:
+            out.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
+    if any(problem for _, problem in results):
+        raise typer.Exit(1)
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """Every system in the catalog, with its entities and, when Kafka is reachable, its event count."""
+    from backbone.catalog import catalog_for
+    from backbone.topics import topic_message_counts
+
+    settings = _settings()
+    catalog = catalog_for(settings)
+    counts = topic_message_counts(settings, [e.cdc_topic for e in catalog.entities])
+    table = Table("system", "domain", "department", "adapter", "entities", "freshness", "status", header_style="bold")
+    for system in catalog.systems:
+        events = [counts.get(e.cdc_topic) for e in system.entities] if counts else []
+        if not counts:
+            status = "not connected" if not settings.kafka_bootstrap else "broker unreachable"
+        elif any(n is None for n in events):
+            status = "topics missing (run backbone init)"
+        else:
+            status = f"{sum(events):,} events"
+        table.add_row(system.system, system.domain, system.department, system.adapter.get("kind", "?"),
+                      ", ".join(e.name for e in system.entities), f"{system.freshness_seconds} s", status)
+    out.print(table)
+
+
+def _schema_reports(register: bool) -> None:
+    from backbone.avro import Registry
+    from backbone.catalog import catalog_for
+    from backbone.schemas import check_catalog, register_catalog
+
+    settings = _settings()
+    registry = Registry(settings.registry_url)
+    catalog = catalog_for(settings)
+    reports = register_catalog(registry, catalog, settings) if register else check_catalog(registry, catalog, settings)
+    for report in reports:
+        mark = "[green]ok[/]          " if report.ok else "[red]incompatible[/]"
+        out.print(f"{mark} {report.subject}: {report.message}", highlight=False, soft_wrap=True)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Compare every schema in the repo with the registry's subjects (compatible or not, and why)."""
+    _schema_reports(register=False)
+
+
+@schemas.command("register")
+def schemas_register() -> None:
+    """Register every schema (refused with the reason when incompatible)."""
+    _schema_reports(register=True)
+
+
 @app.command()
 def status() -> None:
     """Show what the running demo serves and each stage's counters."""

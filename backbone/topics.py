@@ -87,3 +87,29 @@ def ensure_topics(bootstrap: str, plan: list[TopicSpec], replication: int = 1) -
         for future in admin.create_partitions(grow).values():
             future.result()
     return created
+
+
+def topic_message_counts(settings: Settings, topics: list[str]) -> dict[str, int | None] | None:
+    """Messages per topic (sum of end offsets); None per missing topic; None overall if no broker."""
+    if not settings.kafka_bootstrap:
+        return None
+    from confluent_kafka import Consumer, TopicPartition
+
+    try:
+        metadata = admin_client(settings.kafka_bootstrap).list_topics(timeout=5)
+    except KafkaException:
+        return None
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "backbone-status"})
+    try:
+        counts: dict[str, int | None] = {}
+        for topic in topics:
+            if topic not in metadata.topics:
+                counts[topic] = None
+                continue
+            counts[topic] = sum(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for p in metadata.topics[topic].partitions
+            )
+        return counts
+    finally:
+        consumer.close()

@@ -84,8 +84,12 @@ def test_repo_catalog_loads():
         ("key: [application_id]", "key: application_id", ["field 'entities[0].key'", "'application_id'", "list"]),
         ("key: [application_id]", "key: []", ["field 'entities[0].key'", "[]"]),
         ("key: [application_id]", "key: [1, 2]", ["field 'entities[0].key'", "[1, 2]"]),
-        ("entities:\n  - name", "entities:\n  - 7\n  - name", ["field 'entities[0]' must be a mapping"]),
-        ("domain: licensing", "domain: licensing: x", ["line 3 invalid YAML", "mapping values"]),
+        (
+            "entities:\n  - name",
+            "entities:\n  - 7\n  - name",
+            ["office.yaml:5: field 'entities[0]' has value 7, expected a mapping"],
+        ),
+        ("domain: licensing", "domain: licensing: x", ["office.yaml:3: invalid YAML", "mapping values"]),
     ],
 )
 def test_catalog_mistakes_name_file_field_and_value(tmp_path, old, new, expected):
@@ -131,9 +135,8 @@ def test_payload_schema_with_invalid_json_names_the_schema_file(tmp_path):
     (schemas / "licensing").mkdir(parents=True)
     bad = schemas / "licensing" / "permit_application.avsc"
     bad.write_text('{"type": "record",\n "name": }')
-    (entity,) = load_catalog(write(tmp_path / "catalog", GOOD).parent, schemas).entities
     with pytest.raises(InputError, match=f"{bad}: line 2: invalid JSON"):
-        entity.payload_schema()
+        load_catalog(write(tmp_path / "catalog", GOOD).parent, schemas)
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -225,3 +228,24 @@ def test_cli_user_error_is_a_single_line(tmp_path, args, env, expected):
     result = run_cli(tmp_path, *args, **env)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_mistakes_name_the_line_of_the_field(tmp_path):
+    text = GOOD.replace("key: [application_id]", "key: [no_such_field]")
+    path = write(tmp_path / "catalog", text)
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if "no_such_field" in row)
+    with pytest.raises(InputError) as caught:
+        load_catalog(path.parent, SCHEMAS)
+    assert str(caught.value).startswith(f"{path}:{line}: field 'entities[0].key'")
+    assert "no_such_field not a field of permit_application.avsc" in str(caught.value)
+
+
+def test_validate_reports_every_file(tmp_path):
+    from backbone.catalog import validate_catalog
+
+    folder = tmp_path / "catalog"
+    write(folder, GOOD)
+    (folder / "broken.yaml").write_text(GOOD.replace("domain: licensing", "domain: Bad-Domain"))
+    results = dict(validate_catalog(folder, SCHEMAS))
+    assert results[folder / "office.yaml"] is None
+    assert "field 'domain' has value 'Bad-Domain'" in results[folder / "broken.yaml"]
