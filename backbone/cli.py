@@ -139,6 +139,20 @@ def sql(
     err.print(f"{data.get('rows', len(data['data']))} rows in {data.get('statistics', {}).get('elapsed', 0):.3f}s")
 
 
+adapters = typer.Typer(no_args_is_help=True, help="Source adapters of departmental systems.")
+app.add_typer(adapters, name="adapters")
+
+
+@adapters.command("run")
+def adapters_run(system: Annotated[str, typer.Argument(help="the system's name in the catalog")]) -> None:
+    """Run one system's adapter, as its catalog file configures it, until SIGTERM or Ctrl-C."""
+    from backbone.adapters import run_adapter
+
+    settings = _settings()
+    _logging(settings)
+    run_adapter(settings, system)
+
+
 sources = typer.Typer(no_args_is_help=True, help="The source catalog: one file per departmental system.")
 schemas = typer.Typer(no_args_is_help=True, help="Schemas in the repo against the registry.")
 app.add_typer(sources, name="sources")
@@ -179,8 +193,15 @@ def sources_list() -> None:
             status = "topics missing (run backbone init)"
         else:
             status = f"{sum(events):,} events"
-        table.add_row(system.system, system.domain, system.department, system.adapter.get("kind", "?"),
-                      ", ".join(e.name for e in system.entities), f"{system.freshness_seconds} s", status)
+        table.add_row(
+            system.system,
+            system.domain,
+            system.department,
+            system.adapter.get("kind", "?"),
+            ", ".join(e.name for e in system.entities),
+            f"{system.freshness_seconds} s",
+            status,
+        )
     out.print(table)
 
 

@@ -35,6 +35,21 @@ CONSUMER_LAG = Gauge("backbone_consumer_lag", "Messages behind the end of the to
 RETRIES = Counter("backbone_retries_total", "Retried operations (broker or store unavailable)", ["stage", "what"])
 UP = Gauge("backbone_up", "1 while the stage runs", ["stage"])
 
+# Source adapters (producers/adapters): one label set per departmental system.
+ADAPTER_CAPTURED = Counter("backbone_adapter_captured_total", "Changes read from the source", ["system", "entity"])
+ADAPTER_REJECTED = Counter(
+    "backbone_adapter_rejected_total", "Source records refused (bad input), dead-lettered", ["system", "reason"]
+)
+ADAPTER_SOURCE_LAG = Gauge(
+    "backbone_adapter_source_lag_seconds", "Age of the oldest change captured but not yet acknowledged", ["system"]
+)
+ADAPTER_CHECKPOINT = Gauge(
+    "backbone_adapter_checkpoint_position", "Numeric form of the last checkpointed source position", ["system"]
+)
+ADAPTER_CHECKPOINT_TIME = Gauge(
+    "backbone_adapter_checkpoint_timestamp_seconds", "When the last checkpoint was written", ["system"]
+)
+
 
 def serve_metrics(host: str, port: int) -> int:
     """Start the /metrics endpoint in a thread; returns the bound port (port 0 picks a free one)."""

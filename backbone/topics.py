@@ -13,6 +13,7 @@ from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 
 REF_REGIONS = "ref.regions"
+DLQ_ADAPTER = "dlq.adapter"
 DLQ_PROCESSOR = "dlq.processor"
 DLQ_SINK = "dlq.sink"
 ALERTS = "alerts"
@@ -36,6 +37,7 @@ def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
     plan = [
         TopicSpec(named(settings, REF_REGIONS), 1, {"cleanup.policy": "compact"}),
         # Dead letters are kept four weeks: long enough for a department to fix and replay.
+        TopicSpec(named(settings, DLQ_ADAPTER), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, DLQ_PROCESSOR), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, DLQ_SINK), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, ALERTS), 1, {"retention.ms": str(WEEK_MS)}),

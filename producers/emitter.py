@@ -53,6 +53,9 @@ class ChangeEmitter:
                 "linger.ms": 10,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 200_000,
+                # Never give up on a message: while Kafka is down it waits in the bounded queue,
+                # and produce() blocks (backpressure) when the queue is full.
+                "message.timeout.ms": 0,
             }
         )
         self.delivered = 0

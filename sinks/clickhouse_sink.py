@@ -19,7 +19,7 @@ from backbone.avro import Registry, UndecodableMessage, decode, schema_id_of
 from backbone.catalog import Catalog, catalog_for
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
-from backbone.topics import DLQ_PROCESSOR, DLQ_SINK, named
+from backbone.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from sinks import ddl
 from sinks.store import connect
 from stream_processors.cleaning import RawEvent, dead_letter
@@ -74,7 +74,7 @@ class Sink:
         self.registry = Registry(settings.registry_url)
         self.client = client or connect(settings)
         self.writer = TableWriter(self.client)
-        self.dlq_topics = (named(settings, DLQ_PROCESSOR), named(settings, DLQ_SINK))
+        self.dlq_topics = tuple(named(settings, t) for t in (DLQ_PROCESSOR, DLQ_SINK, DLQ_ADAPTER))
         self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics)
         self.tables = {e.clean_topic: e.table for e in self.catalog.entities}
         self.consumer = Consumer(

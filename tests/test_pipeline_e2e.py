@@ -85,7 +85,7 @@ def _dead_letters(settings, expected: int, timeout: float = 30) -> list:
 
 
 def test_invalid_event_is_dead_lettered_and_later_events_arrive(pipeline_settings, stage_process):
-    entity = catalog_for(pipeline_settings).entities[0]
+    (entity,) = catalog_for(pipeline_settings).system("sim-licensing").entities
     emitter = ChangeEmitter(entity, pipeline_settings, Registry(pipeline_settings.registry_url))
     villages = sorted(c for c, r in load_regions(pipeline_settings.regions_csv).items() if r["level"] == "village")
     changes = LicensingOffice(villages, seed=7).changes()

@@ -46,8 +46,8 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_repo_catalog_loads():
     catalog = load_catalog(PROJECT_ROOT / "catalog", SCHEMAS, topic_prefix="t1.")
-    (system,) = catalog.systems
-    (entity,) = catalog.entities
+    system = catalog.system("sim-licensing")
+    (entity,) = system.entities
     assert (system.system, system.department, system.domain) == ("sim-licensing", "DPMPTSP", "licensing")
     assert system.freshness_seconds == 60 and system.adapter == {
         "kind": "simulator",

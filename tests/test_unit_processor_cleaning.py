@@ -23,7 +23,7 @@ from stream_processors.cleaning import Cleaner, Output, RawEvent
 
 SCHEMAS = PROJECT_ROOT / "schemas"
 CATALOG = load_catalog(PROJECT_ROOT / "catalog", SCHEMAS)
-ENTITY = CATALOG.entities[0]
+ENTITY = CATALOG.entity_for_topic("cdc.licensing.permit_application")
 REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
 SECRET = b"unit-test-key"
 DLQ = "dlq.processor"
