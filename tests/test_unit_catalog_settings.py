@@ -63,7 +63,7 @@ def test_repo_catalog_loads():
     assert entity.payload_schema()["name"] == "PermitApplication"
     with pytest.raises(KeyError):
         catalog.entity_for_topic("cdc.licensing.nothing")
-    with pytest.raises(InputError, match="no system named 'nope'.*known: sim-licensing"):
+    with pytest.raises(InputError, match="no system named 'nope'.*known: .*sim-licensing"):
         catalog.system("nope")
 
 
