@@ -198,6 +198,18 @@ class LocalStack:
         self._wait(self.kafka, lambda: port_open("127.0.0.1", broker_port), 90, "Kafka")
         return f"127.0.0.1:{broker_port}"
 
+    def stop_kafka(self) -> None:
+        """Stop the broker (for outage tests); `restart_kafka` brings it back on the same port."""
+        if self.kafka is not None:
+            self.kafka.stop()
+
+    def restart_kafka(self) -> None:
+        if self.kafka is None:
+            raise ServiceUnavailable("Kafka was never started")
+        self.kafka.start()
+        port = int(self.addresses.kafka_bootstrap.rsplit(":", 1)[1]) if self.addresses else 0
+        self._wait(self.kafka, lambda: port_open("127.0.0.1", port), 90, "Kafka")
+
     # -- Apicurio Registry ---------------------------------------------------------------------
     def start_registry(self, java_home: Path, home: Path, bootstrap: str) -> str:
         port = free_port()

@@ -11,6 +11,10 @@ command -v mvn >/dev/null || need_apt+=(maven)
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# Source databases for the adapters' tests and the demo (servers run from temporary folders).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+[ -e /usr/lib/postgresql/15/lib/wal2json.so ] || need_apt+=(postgresql-15-wal2json)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 if ((${#need_apt[@]})); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq

@@ -22,14 +22,21 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackAddresses]:
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The running stack itself, for tests that stop and restart the broker."""
     run_dir = tmp_path_factory.mktemp("stack")
     local = LocalStack(load_settings(run_dir=run_dir), run_dir)
-    addresses = local.start()
+    local.start()
     try:
-        yield addresses
+        yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack: LocalStack) -> StackAddresses:
+    assert local_stack.addresses is not None
+    return local_stack.addresses
 
 
 @pytest.fixture
