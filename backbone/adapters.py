@@ -6,6 +6,7 @@ import signal
 import threading
 
 from backbone import metrics
+from backbone.bootstrap import preflight
 from backbone.catalog import catalog_for
 from backbone.settings import Settings
 from backbone.stack import write_state
@@ -19,6 +20,7 @@ def build_adapter(settings: Settings, system_name: str):  # noqa: ANN201 - a Sou
 
 
 def run_adapter(settings: Settings, system_name: str, stop: threading.Event | None = None) -> None:
+    preflight(settings)
     adapter = build_adapter(settings, system_name)
     stop = stop or threading.Event()
     port = metrics.serve_metrics(settings.bind_host, settings.producer_metrics_port)

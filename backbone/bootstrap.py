@@ -10,7 +10,7 @@ from backbone.errors import ServiceUnavailable
 from backbone.reference import load_regions, publish_regions
 from backbone.schemas import register_catalog
 from backbone.settings import Settings
-from backbone.topics import REF_REGIONS, ensure_topics, named, topic_plan
+from backbone.topics import REF_REGIONS, check_broker, ensure_topics, named, topic_plan
 
 
 @dataclass
@@ -18,6 +18,13 @@ class BootstrapReport:
     topics_created: list[str]
     subjects: list[str]
     regions: int
+
+
+def preflight(settings: Settings, registry: bool = True) -> None:
+    """Check that Kafka (and the registry) answer before a long-running stage starts."""
+    check_broker(settings.kafka_bootstrap)
+    if registry:
+        Registry(settings.registry_url).subjects()
 
 
 def bootstrap(settings: Settings) -> BootstrapReport:

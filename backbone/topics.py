@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 from backbone.catalog import Catalog
 from backbone.errors import ServiceUnavailable
+from backbone.procs import port_open
 from backbone.settings import Settings
 
 REF_REGIONS = "ref.regions"
@@ -53,8 +54,19 @@ def admin_client(bootstrap: str) -> AdminClient:
 
 
 def check_broker(bootstrap: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when the broker cannot be reached (librdkafka would retry forever)."""
+    if not bootstrap:
+        raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    hosts = [h.strip().rsplit(":", 1) for h in bootstrap.split(",") if h.strip()]
+    if hosts and not any(len(h) == 2 and h[1].isdigit() and port_open(h[0], int(h[1])) for h in hosts):
+        # Nothing listens at all: say so at once rather than after librdkafka's retries.
+        raise ServiceUnavailable(
+            f"Kafka at {bootstrap} is unreachable: connection refused",
+            hint="check BACKBONE_KAFKA_BOOTSTRAP and that the broker runs",
+        )
+    quiet = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 10000})
     try:
-        admin_client(bootstrap).list_topics(timeout=timeout)
+        quiet.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ServiceUnavailable(
             f"Kafka at {bootstrap} is unreachable: {exc.args[0].str() if exc.args else exc}",

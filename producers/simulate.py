@@ -18,6 +18,7 @@ from typing import Any
 
 from backbone import metrics
 from backbone.avro import Registry
+from backbone.bootstrap import preflight
 from backbone.catalog import SourceSystem, catalog_for
 from backbone.errors import InputError, ServiceUnavailable
 from backbone.reference import load_regions, villages
@@ -103,6 +104,7 @@ def run_simulators(
     `count` per system, `duration` or a stop signal. Returns acknowledged events per system."""
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    preflight(settings)
     systems = simulated_systems(settings) if names in ([], ["all"]) else [find_system(settings, n) for n in names]
     registry = Registry(settings.registry_url)
     runs = [SystemRun(settings, s, registry, seed, bad_ratio) for s in systems]

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from backbone import metrics
 from backbone.avro import Registry, UndecodableMessage, decode, schema_id_of
+from backbone.bootstrap import preflight
 from backbone.catalog import Catalog, catalog_for
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
@@ -67,12 +68,11 @@ class TableWriter:
 
 class Sink:
     def __init__(self, settings: Settings, catalog: Catalog | None = None, client: Any = None) -> None:
-        if not settings.kafka_bootstrap:
-            raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+        self.client = client or connect(settings)  # first: a wrong DSN is a settings mistake
+        preflight(settings)
         self.settings = settings
         self.catalog = catalog or catalog_for(settings)
         self.registry = Registry(settings.registry_url)
-        self.client = client or connect(settings)
         self.writer = TableWriter(self.client)
         self.dlq_topics = tuple(named(settings, t) for t in (DLQ_PROCESSOR, DLQ_SINK, DLQ_ADAPTER))
         self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics)

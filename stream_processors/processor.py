@@ -16,6 +16,7 @@ from faust.tables import GlobalTable
 
 from backbone import metrics
 from backbone.avro import Registry
+from backbone.bootstrap import preflight
 from backbone.catalog import catalog_for
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
@@ -38,6 +39,7 @@ class ReferenceTable(GlobalTable):
 def build_app(settings: Settings) -> faust.App:
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    preflight(settings)
     catalog = catalog_for(settings)
     registry = Registry(settings.registry_url)
     app = faust.App(
