@@ -15,7 +15,9 @@ from rich.table import Table
 from backbone.errors import UserError
 from backbone.settings import Settings, get_settings, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Open-government event backbone.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Open-government event backbone."
+)
 err = Console(stderr=True)
 out = Console()
 
@@ -265,10 +267,9 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        from click.exceptions import ClickException
-
-        if isinstance(exc, ClickException):
+    except Exception as exc:
+        # Usage errors of the command line (typer vendors its own click, so match by shape).
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise
