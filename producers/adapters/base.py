@@ -91,7 +91,7 @@ class SourceAdapter(ABC):
     def setting(self, name: str, default: Any = ..., kind: type | tuple[type, ...] = object) -> Any:
         """A value of the catalog's `adapter:` mapping; a missing or mistyped one names the file and field."""
         value = self.config.get(name, default)
-        if value is ...:
+        if value is ... or (value is None and default is ...):
             raise ConfigError(f"{self.system.catalog_file}: field 'adapter.{name}' is missing")
         if value is not None and not isinstance(value, kind):
             raise ConfigError(f"{self.system.catalog_file}: field 'adapter.{name}' has value {value!r}")
