@@ -148,7 +148,7 @@ class SourceAdapter(ABC):
                 break
             for emitter in self.emitters.values():
                 emitter.producer.flush(delay)
-            self._dlq.flush(0)
+            self._dlq.flush(delay)
             if sum(len(e.producer) for e in self.emitters.values()) + len(self._dlq):
                 metrics.RETRIES.labels("adapter", "kafka_unavailable").inc()
                 log.warning("%s: Kafka has not acknowledged %d events yet; waiting", self.system.system, pending)
