@@ -228,8 +228,11 @@ class Sink:
             return
         for tp in self.consumer.position(assignment):
             try:
-                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                # Cached: the high watermark of the last fetch response, no round trip per partition.
+                _low, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=True)
             except Exception:  # noqa: BLE001 - lag is best effort
+                continue
+            if high < 0:  # not fetched yet
                 continue
             position = tp.offset if tp.offset >= 0 else _low
             metrics.CONSUMER_LAG.labels(STAGE, f"{tp.topic}[{tp.partition}]").set(max(0, high - position))
