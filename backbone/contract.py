@@ -7,7 +7,8 @@ fields carry the rules the processor applies without per-domain code:
   "min": <number>     a lower bound (amounts, counts)
   "required": true    a nullable field the business still needs (null is dead-lettered)
   "transitions": {"FROM": ["TO", ...]}   the allowed lifecycle moves of a status field, checked
-                      on updates from `before` to `after`; "initial": [...] lists allowed states at creation
+                      on updates from `before` to `after`; "initial": [...] lists allowed
+                      states at creation (op c; a snapshot read may find any state)
 The envelope (schemas/envelope.avsc) wraps the payload as `before`/`after` with source metadata.
 The clean schema is the flat record the processor emits and the sink stores.
 """
@@ -229,7 +230,7 @@ def clean_event(
             raise Rejected(f"field {name!r} value {value}: below the minimum {minimum}")
 
     for name, allowed in rules.initial.items():
-        if op in ("c", "r") and state.get(name) not in allowed:
+        if op == "c" and state.get(name) not in allowed:  # a snapshot read may find any state
             raise Rejected(
                 f"field {name!r} value {state.get(name)!r}: not a valid initial state ({', '.join(allowed)})"
             )

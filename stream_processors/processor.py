@@ -2,8 +2,9 @@
 clean.* topics and dead letters. Region names come from ref.regions, read as a global table.
 
 Throughput choices (Faust is slow per event): batches from `take_events`, outputs produced by
-librdkafka (confluent-kafka) rather than aiokafka, and one flush per batch. Events are acked only
-after the flush, and Faust commits only acked offsets, so delivery is at least once."""
+librdkafka (confluent-kafka) rather than aiokafka, and one flush per batch. Input offsets are
+committed by an OffsetLedger (offsets.py) only after the batch's outputs were acknowledged, and only
+as far as every event was processed, so delivery is at least once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import logging
 import faust
 from confluent_kafka import Producer
 from faust.tables import GlobalTable
+from faust.types import TP
 
 from backbone import metrics
 from backbone.avro import Registry
@@ -22,6 +24,7 @@ from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 from backbone.topics import DLQ_PROCESSOR, REF_REGIONS, named
 from stream_processors.cleaning import STAGE, Cleaner, Output, RawEvent
+from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,9 @@ def build_app(settings: Settings) -> faust.App:
     )
     cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR))
     cdc_topics = [e.cdc_topic for e in catalog.entities]
-    source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw")
+    # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
+    source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw", acks=False)
+    ledger = OffsetLedger(committed_offsets_lookup(settings.kafka_bootstrap, settings.processor_app_id))
     delivery_errors: list[str] = []
 
     def on_delivery(err, _msg) -> None:  # noqa: ANN001 - librdkafka callback
@@ -128,6 +133,21 @@ def build_app(settings: Settings) -> faust.App:
             cleaner.process(batch, emit)
             # Outputs acknowledged before the batch's events are acked (and their offsets committed).
             await loop.run_in_executor(None, flush_outputs)
+            # Inputs committed only now, and only up to the first offset not processed.
+            rewinds = await loop.run_in_executor(
+                None, ledger.observe, [((e.topic, e.partition), e.offset) for e in batch]
+            )
+            for (topic, partition), offset in rewinds.items():
+                metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
+                log.warning("offset %s of %s[%s] was skipped by the consumer; re-reading", offset, topic, partition)
+                await app.consumer.seek(TP(topic, partition), offset)
+            offsets = ledger.committable()
+            if offsets:
+                await app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()})  # noqa: SLF001
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
+        ledger.forget((tp.topic, tp.partition) for tp in revoked)
 
     @app.timer(interval=2.0)
     async def report_lag() -> None:
