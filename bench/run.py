@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backbone.bootstrap import bootstrap
+from backbone.errors import UserError
 from backbone.procs import Child, free_port
 from backbone.progress import scrape
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
@@ -35,7 +36,7 @@ from producers.simulate import run_simulator
 
 TABLE = "licensing_permit_application"
 POLL = 0.05  # seconds between polls: the timing resolution of the stage figures
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)  # no wrapping in logs and pipes
 
 
 @dataclass
@@ -108,25 +109,31 @@ def start_child(settings: Settings, command: str) -> Child:
 
 
 def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],
-            timeout: float) -> Throughput:
+            timeout: float, stall: float) -> Throughput:
     """Time a child draining n events: start-up included, and from the first event seen to the last."""
     first: list[tuple[float, float]] = []
+    last = [0.0, time.monotonic()]  # counter value and when it last moved
 
     def condition() -> bool:
         now, value = time.monotonic(), count()
         if not first and value > 0:
             first.append((now, value))
+        if value != last[0]:
+            last[:] = [value, now]
+        elif 0 < value < n and now - last[1] > stall:
+            # Started but no progress: fail now with the count rather than at the overall timeout.
+            raise RuntimeError(f"{child.name} stalled at {value:.0f} of {n} events (no progress for {stall:.0f}s); "
+                               f"{child.log_path}:\n{child.log_tail(30)}")
         return finished(value)
 
     done = wait_for(condition, timeout, f"{n} events through the {child.name}", [child])
-    result = Throughput(n, done - started, n / (done - started))
-    if first:
-        t0, v0 = first[0]
-        result.startup_seconds = t0 - started
-        # Events counted at the first observation were processed before it: leave them out of the window.
-        if done > t0 and n > v0:
-            result.steady_events, result.steady_seconds = int(n - v0), done - t0
-            result.steady_events_per_s = (n - v0) / (done - t0)
+    # The counter can trail the condition (the sink inserts, then counts): then all arrived at once.
+    t0, v0 = first[0] if first else (done, n)
+    result = Throughput(n, done - started, n / (done - started), startup_seconds=t0 - started)
+    # Events counted at the first observation were processed before it: leave them out of the window.
+    if done > t0 and n > v0:
+        result.steady_events, result.steady_seconds = int(n - v0), done - t0
+        result.steady_events_per_s = (n - v0) / (done - t0)
     return result
 
 
@@ -215,7 +222,7 @@ def git_commit() -> str | None:
 
 
 def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str) -> dict[str, Any]:
-    n, tag = args.events, f"bench{os.getpid()}-{int(time.time())}"
+    n, tag, load_start = args.events, f"bench{os.getpid()}-{int(time.time())}", os.getloadavg()[0]
     settings = load_settings(
         run_dir=work / "pipeline", kafka_bootstrap=kafka_bootstrap, registry_url=registry_url,
         topic_prefix=f"{tag}.", processor_app_id=f"{tag}-processor", sink_group_id=f"{tag}-sink",
@@ -234,7 +241,7 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
         processor_url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
         through = ("backbone_events_out", "backbone_events_failed")  # dead letters count as processed
         processed = measure(processor, started, n, lambda: counter(processor_url, "processor", through),
-                            lambda value: value >= n, timeout)
+                            lambda value: value >= n, timeout, args.stall)
         failed = counter(processor_url, "processor", ("backbone_events_failed",))
 
         console.log("sink: draining the backlog")
@@ -242,7 +249,7 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
         children.append(sink := start_child(settings, "sink"))
         sink_url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
         sunk = measure(sink, started, n, lambda: counter(sink_url, "sink", ("backbone_events_out",)),
-                       lambda _value: stored(settings) >= n, timeout)
+                       lambda _value: stored(settings) >= n, timeout, args.stall)
         rows = stored(settings)
 
         fresh_count = max(1, min(int(args.rate * args.fresh_seconds), 100_000))
@@ -254,7 +261,9 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
             child.stop()
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        # Load average before and after: other work on the machine skews every figure, so keep it with them.
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_1m_start": load_start, "load_avg_1m_end": os.getloadavg()[0]},
         "git_commit": git_commit(),
         "events": n,
         "settings": {k: getattr(settings, k) for k in (
@@ -268,27 +277,30 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
 
 
 def render(report: dict[str, Any]) -> Table:
-    table = Table(title=f"backbone bench: {report['events']:,} events, {report['machine']['cores']} cores",
+    machine = report["machine"]
+    table = Table(title=f"backbone bench: {report['events']:,} events, {machine['cores']} cores, "
+                        f"load {machine['load_avg_1m_start']:.1f}→{machine['load_avg_1m_end']:.1f}",
                   header_style="bold")
     for column in ("stage", "events", "seconds", "events/s", "p50 ms", "p99 ms", "peak RSS MiB"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
+        table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
 
     def f(value: float | None, spec: str = ",.0f") -> str:
         return "-" if value is None else format(value, spec)
 
     stages, rss, fresh = report["stages"], report["peak_rss_mib"], report["freshness"]
-    table.add_row("producer (in-process)", f(stages["producer"]["events"]), f(stages["producer"]["seconds"], ".2f"),
-                  f(stages["producer"]["events_per_s"]))
+    producer = stages["producer"]
+    table.add_row("producer", f(producer["events"]), f(producer["seconds"], ".2f"), f(producer["events_per_s"]))
     for name in ("processor", "sink"):
         s = stages[name]
-        table.add_row(f"{name} (first→last event)", f(s["steady_events"]), f(s["steady_seconds"], ".2f"),
-                      f(s["steady_events_per_s"]), "", "", f(rss.get(name)))
-        table.add_row(f"{name} (incl. {f(s['startup_seconds'], '.1f')}s start-up)", f(s["events"]),
-                      f(s["seconds"], ".2f"), f(s["events_per_s"]))
-    for label, key in (("source→stored", "source_to_stored_ms"), ("source→processed", "source_to_processed_ms")):
-        table.add_row(f"freshness {label} @ {fresh['achieved_rate']:,.0f}/s", f(fresh["events"]),
-                      f(fresh["produce_seconds"], ".2f"), f(fresh["achieved_rate"]),
-                      f(fresh[key]["p50"]), f(fresh[key]["p99"]))
+        table.add_row(name, f(s["steady_events"]), f(s["steady_seconds"], ".2f"), f(s["steady_events_per_s"]),
+                      "", "", f(rss.get(name)))
+        table.add_row(f"  incl. start-up ({f(s['startup_seconds'], '.1f')}s)", f(s["events"]), f(s["seconds"], ".2f"),
+                      f(s["events_per_s"]))
+    for label, key in (("stored", "source_to_stored_ms"), ("processed", "source_to_processed_ms")):
+        table.add_row(f"freshness source→{label}", f(fresh["events"]), f(fresh["produce_seconds"], ".2f"),
+                      f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
+    table.caption = ("processor/sink rows: first event seen → last (backlog drained); "
+                     f"freshness at {fresh['target_rate']:g}/s target, p50/p99 from ClickHouse")
     return table
 
 
@@ -297,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000, help="events for the throughput phases")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s in the freshness phase")
     parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
+    parser.add_argument("--stall", type=float, default=30.0, help="fail a stage after this long without progress")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="folder for the JSON")
     args = parser.parse_args(argv)
     if args.events < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
@@ -304,15 +317,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGTERM as an exception, so the finally blocks stop the children and the stack.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-    with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
-        work = Path(tmp)
-        stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
-        try:
-            console.log("starting the local stack (Kafka, Apicurio Registry)")
-            addresses = stack.start()
-            report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url)
-        finally:
-            stack.stop()
+    try:
+        with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
+            work = Path(tmp)
+            stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
+            try:
+                console.log("starting the local stack (Kafka, Apicurio Registry)")
+                addresses = stack.start()
+                report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url)
+            finally:
+                stack.stop()
+    except (UserError, RuntimeError, TimeoutError) as exc:  # a failed run says why in one message, no traceback
+        console.print(f"[bold red]bench failed:[/] {exc}", highlight=False)
+        return 1
 
     console.print(render(report))
     args.out.mkdir(parents=True, exist_ok=True)

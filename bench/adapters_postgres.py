@@ -1,0 +1,172 @@
+"""Capture rate of the PostgreSQL source adapters on a fresh local stack (Kafka + Apicurio) and a local
+PostgreSQL 15, all in a temporary folder:
+
+  postgres_cdc  the slot is created first (empty snapshot), the adapter stopped, N changes (the licensing
+                office's inserts and updates, one transaction each) written, then the adapter started
+                again: the time from its first captured change to the last one checkpointed
+                (acknowledged by Kafka) gives changes/s from the replication slot.
+  query_poll    N rows inserted, then the poller started: rows/s from the first to the last checkpoint.
+
+The adapters run in this process (as `backbone adapters run` would run them, without the metrics
+endpoint); the processor and sink are not involved.
+
+    .venv/bin/python -m bench.adapters_postgres --changes 20000 [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from backbone.adapters import build_adapter
+from backbone.bootstrap import bootstrap
+from backbone.catalog import catalog_for
+from backbone.localdb_postgres import LocalPostgres
+from backbone.reference import load_regions, villages
+from backbone.settings import PROJECT_ROOT, load_settings
+from backbone.stack import LocalStack
+from producers.licensing import LicensingOffice
+from producers.source_writers import PostgresSourceWriter
+
+PASSWORD_ENV = "BENCH_PG_PASSWORD"
+
+
+def _catalog(folder: Path, system: str, adapter: dict) -> Path:
+    doc = yaml.safe_load((PROJECT_ROOT / "catalog" / "licensing.yaml").read_text())
+    doc.update(system=system, adapter=adapter)
+    folder.mkdir(parents=True)
+    (folder / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return folder
+
+
+class _Run:
+    """One adapter in a thread, counting what it emits and when it checkpoints."""
+
+    def __init__(self, settings, system: str) -> None:
+        self.adapter = build_adapter(settings, system)
+        self.emitted = 0
+        self.first: float | None = None
+        self.last_commit = 0.0
+        self.committed = 0  # changes emitted before the last checkpoint
+        emit, commit = self.adapter.emit, self.adapter.commit
+
+        def counting_emit(change) -> None:  # noqa: ANN001
+            if self.first is None:
+                self.first = time.monotonic()
+            self.emitted += 1
+            emit(change)
+
+        def timed_commit(state, numeric_position=None) -> None:  # noqa: ANN001
+            emitted = self.emitted
+            commit(state, numeric_position)
+            self.committed = emitted
+            self.last_commit = time.monotonic()
+
+        self.adapter.emit = counting_emit
+        self.adapter.commit = timed_commit
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.adapter.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def wait(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the adapter stopped while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-adapters-pg-"))
+    stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
+    addresses = stack.start()
+    pg = LocalPostgres(work / "postgres")
+    results: dict[str, dict] = {}
+    try:
+        pg.start()
+        os.environ[PASSWORD_ENV] = pg.password
+        regions = villages(load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv"))
+        for kind in ("postgres_cdc", "query_poll"):
+            database = kind.replace("_", "")
+            dsn = pg.create_database(database)
+            system = f"bench-{kind.replace('_', '-')}"
+            adapter = {
+                "kind": kind,
+                "host": "127.0.0.1",
+                "port": pg.port,
+                "database": database,
+                "user": pg.user,
+                "password_env": PASSWORD_ENV,
+                "tables": {"permit_application": "permit_application"},
+                "batch_size": args.batch_size,
+            }
+            if kind == "postgres_cdc":
+                adapter["slot"] = "bench"
+            else:
+                adapter["created_column"] = "submitted_at"
+            settings = load_settings(
+                run_dir=work / system,
+                kafka_bootstrap=addresses.kafka_bootstrap,
+                registry_url=addresses.registry_url,
+                topic_prefix=f"{system}.",
+                catalog_dir=_catalog(work / f"catalog-{system}", system, adapter),
+            )
+            bootstrap(settings)
+            (entity,) = catalog_for(settings).system(system).entities
+            writer = PostgresSourceWriter(dsn, entity)
+            writer.create_table(replica_identity_full=True)
+            if kind == "postgres_cdc":
+                first = _Run(settings, system)  # creates the slot (empty snapshot)
+                checkpoint = settings.run_dir / "checkpoints" / f"{system}.json"
+                first.wait(
+                    lambda path=checkpoint: path.is_file() and json.loads(path.read_text())["snapshot_done"], 60, "slot"
+                )
+                first.finish()
+                changes = LicensingOffice(regions, seed=3).changes()
+            else:
+                changes = (c for c in LicensingOffice(regions, seed=3).changes() if c.op == "c")
+            started = time.monotonic()
+            writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
+            write_seconds = time.monotonic() - started
+            writer.close()
+            run = _Run(settings, system)
+            run.wait(lambda run=run: run.committed >= args.changes, 600, "every change captured and checkpointed")
+            seconds = run.last_commit - (run.first or run.last_commit)
+            run.finish()
+            results[kind] = {
+                "changes": run.committed,
+                "capture_seconds": round(seconds, 2),
+                "changes_per_s": round(run.committed / seconds) if seconds else None,
+                "source_write_changes_per_s": round(args.changes / write_seconds),
+            }
+            print(kind, results[kind], flush=True)
+    finally:
+        pg.remove()
+        stack.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
