@@ -94,7 +94,8 @@ class LocalMariaDB:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
             raise ServiceUnavailable(f"mariadb-install-db into {self.datadir} failed:\n{tail}")
 
-    def _admin_sql(self, sql: str) -> str:
+    def admin_sql(self, sql: str) -> str:
+        """Run SQL as the server's administrator (unix socket login); returns the tab-separated output."""
         proc = subprocess.run(
             [
                 _binary("mariadb", "/usr/bin/mariadb"),
@@ -118,7 +119,7 @@ class LocalMariaDB:
         if not self.socket.exists():
             return False
         try:
-            self._admin_sql("SELECT 1")
+            self.admin_sql("SELECT 1")
             return True
         except ServiceUnavailable:
             return False
@@ -162,7 +163,7 @@ class LocalMariaDB:
                 raise ServiceUnavailable(f"MariaDB did not accept connections within {self.start_timeout:.0f}s")
             time.sleep(0.2)
         db = f"`{self.database}`"
-        self._admin_sql(
+        self.admin_sql(
             f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4;"
             f"CREATE OR REPLACE USER {_quote(self.user)}@'127.0.0.1' IDENTIFIED BY {_quote(self.password)};"
             f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {_quote(self.user)}@'127.0.0.1';"

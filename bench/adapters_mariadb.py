@@ -1,0 +1,154 @@
+"""Capture rate of the MariaDB binlog adapter on a fresh local stack (Kafka + Apicurio) and a local
+MariaDB (row-based binlog), all in a temporary folder.
+
+The adapter runs once to take its (empty) snapshot and is stopped; N changes (the licensing office's
+inserts and updates, one transaction each, as an application commits them) are written; then the
+adapter is started again: the time from its first captured change to the last one checkpointed
+(acknowledged by Kafka) gives changes/s from the binlog. The adapter runs in this process (as
+`backbone adapters run` would run it, without the metrics endpoint); the processor and sink are not
+involved.
+
+    .venv/bin/python -m bench.adapters_mariadb --changes 20000 [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from shutil import rmtree
+
+import yaml
+
+from backbone.adapters import build_adapter
+from backbone.bootstrap import bootstrap
+from backbone.catalog import catalog_for
+from backbone.localdb_mariadb import LocalMariaDB
+from backbone.reference import load_regions, villages
+from backbone.settings import PROJECT_ROOT, load_settings
+from backbone.stack import LocalStack
+from producers.licensing import LicensingOffice
+from producers.source_writers_mariadb import MariaDbSourceWriter
+
+PASSWORD_ENV = "BENCH_MARIADB_PASSWORD"
+SYSTEM = "bench-mariadb-binlog"
+
+
+class _Run:
+    """The adapter in a thread, counting what it emits and when it checkpoints."""
+
+    def __init__(self, settings) -> None:  # noqa: ANN001
+        self.adapter = build_adapter(settings, SYSTEM)
+        self.emitted = 0
+        self.first: float | None = None
+        self.last_commit = 0.0
+        self.committed = 0  # changes emitted before the last checkpoint
+        emit, commit = self.adapter.emit, self.adapter.commit
+
+        def counting_emit(change) -> None:  # noqa: ANN001
+            if self.first is None:
+                self.first = time.monotonic()
+            self.emitted += 1
+            emit(change)
+
+        def timed_commit(state, numeric_position=None) -> None:  # noqa: ANN001
+            emitted = self.emitted
+            commit(state, numeric_position)
+            self.committed = emitted
+            self.last_commit = time.monotonic()
+
+        self.adapter.emit = counting_emit
+        self.adapter.commit = timed_commit
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.adapter.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def wait(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the adapter stopped while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-adapters-mariadb-"))
+    stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
+    addresses = stack.start()
+    db = LocalMariaDB(work / "mariadb")
+    try:
+        params = db.start()
+        os.environ[PASSWORD_ENV] = params["password"]
+        doc = yaml.safe_load((PROJECT_ROOT / "catalog" / "licensing.yaml").read_text())
+        doc.update(
+            system=SYSTEM,
+            adapter={
+                "kind": "mariadb_binlog",
+                "host": params["host"],
+                "port": params["port"],
+                "database": params["database"],
+                "user": params["user"],
+                "password_env": PASSWORD_ENV,
+                "server_id": 5999,
+                "tables": {"permit_application": "permit_application"},
+                "batch_size": args.batch_size,
+            },
+        )
+        catalog = work / "catalog"
+        catalog.mkdir()
+        (catalog / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        settings = load_settings(
+            run_dir=work / SYSTEM,
+            kafka_bootstrap=addresses.kafka_bootstrap,
+            registry_url=addresses.registry_url,
+            topic_prefix=f"{SYSTEM}.",
+            catalog_dir=catalog,
+        )
+        bootstrap(settings)
+        (entity,) = catalog_for(settings).system(SYSTEM).entities
+        writer = MariaDbSourceWriter(params, entity)
+        writer.create_table()
+        first = _Run(settings)  # the (empty) snapshot and its binlog coordinates
+        checkpoint = settings.run_dir / "checkpoints" / f"{SYSTEM}.json"
+        first.wait(lambda: checkpoint.is_file() and json.loads(checkpoint.read_text())["snapshot_done"], 60, "snapshot")
+        first.finish()
+        changes = LicensingOffice(villages(load_regions(settings.regions_csv)), seed=3).changes()
+        started = time.monotonic()
+        writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
+        write_seconds = time.monotonic() - started
+        writer.close()
+        run = _Run(settings)
+        run.wait(lambda: run.committed >= args.changes, 600, "every change captured and checkpointed")
+        seconds = run.last_commit - (run.first or run.last_commit)
+        run.finish()
+        result = {
+            "changes": run.committed,
+            "capture_seconds": round(seconds, 2),
+            "changes_per_s": round(run.committed / seconds) if seconds else None,
+            "source_write_changes_per_s": round(args.changes / write_seconds),
+            "batch_size": args.batch_size,
+        }
+    finally:
+        db.stop()
+        stack.stop()
+        rmtree(work, ignore_errors=True)
+    print(json.dumps({"mariadb_binlog": result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
