@@ -1,7 +1,8 @@
 """Throughput and freshness of the pipeline on a fresh local stack (Kafka + Apicurio in a temporary folder).
 
 Phases: producer (in-process, as fast as possible), processor and sink (child processes draining the
-backlog), then end-to-end freshness at a fixed rate with both stages running. Every wait is bounded."""
+backlog), then end-to-end freshness at a fixed rate with both stages running; then all domains: every
+simulated system at once on fresh topics, timed per domain. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -27,14 +29,17 @@ from rich.console import Console
 from rich.table import Table
 
 from backbone.bootstrap import bootstrap
+from backbone.catalog import Entity, catalog_for
 from backbone.errors import UserError
 from backbone.procs import Child, free_port
 from backbone.progress import scrape
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
 from backbone.stack import LocalStack
-from producers.simulate import run_simulator
+from producers.simulate import run_simulator, run_simulators
 
 TABLE = "licensing_permit_application"
+OUT, FAILED = "backbone_events_out", "backbone_events_failed"  # counter families, per stage and topic
+BAD_RATIO = 0.02  # share of bad events in the all-domains phase (dead-lettered by the processor)
 POLL = 0.05  # seconds between polls: the timing resolution of the stage figures
 console = Console(width=None if sys.stdout.isatty() else 120)  # no wrapping in logs and pipes
 
@@ -77,16 +82,30 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, children:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tails}")
 
 
-def counter(url: str, stage: str, families: Sequence[str]) -> float:
-    """Sum of a stage's counters on its Prometheus endpoint; 0 until the endpoint answers."""
+Counts = dict[tuple[str, str], float]  # (counter family, topic) -> value
+
+
+def stage_counts(url: str, stage: str) -> Counts:
+    """A stage's event counters on its Prometheus endpoint, per family and topic; empty until it answers."""
     try:
         scraped = scrape(url)
     except requests.RequestException:
-        return 0.0
-    return sum(
-        s.value for name in families for s in scraped.get(name, [])
-        if s.name.endswith("_total") and s.labels.get("stage") == stage
-    )
+        return {}
+    counts: Counts = defaultdict(float)
+    for name in (OUT, FAILED):
+        for s in scraped.get(name, []):
+            if s.name.endswith("_total") and s.labels.get("stage") == stage:
+                counts[name, s.labels.get("topic", "")] += s.value
+    return counts
+
+
+def total(counts: Counts, families: Sequence[str], topics: Sequence[str] | None = None) -> float:
+    return sum(v for (name, topic), v in counts.items() if name in families and (topics is None or topic in topics))
+
+
+def counter(url: str, stage: str, families: Sequence[str]) -> float:
+    """Sum of a stage's counters on its Prometheus endpoint; 0 until the endpoint answers."""
+    return total(stage_counts(url, stage), families)
 
 
 def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
@@ -202,6 +221,103 @@ def freshness_phase(settings: Settings, rate: float, count: int, children: Seque
     }
 
 
+def rows_final(settings: Settings, tables: Sequence[str]) -> int:
+    """Rows of these tables, read through FINAL (one row per event id); 0 while one is not there yet."""
+    if not tables:
+        return 0
+    union = " UNION ALL ".join(f"SELECT count() AS c FROM `{t}` FINAL" for t in tables)
+    try:
+        return int(query(settings, f"SELECT sum(c) FROM ({union})") or 0)
+    except (requests.RequestException, ValueError):
+        return 0
+
+
+def domains_phase(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Every simulated system at once (round robin, some bad events) on fresh topics; then the processor and
+    the sink drain the backlog, and each domain is timed until all its events are processed, then stored
+    (a row through FINAL, or a dead letter). Times count from the stage's start."""
+    bootstrap(settings)
+    n = args.domain_events
+    console.log(f"all domains: {n:,} events per system, {BAD_RATIO:.0%} bad, as fast as possible")
+    began = time.monotonic()
+    with keep_signal_handlers():
+        acked = run_simulators(settings, ["all"], rate=0, count=n, bad_ratio=BAD_RATIO, serve_metrics=False)
+    seconds = time.monotonic() - began
+    if short := {system: sent for system, sent in acked.items() if sent != n}:
+        raise RuntimeError(f"all domains: of {n} events per system, only acknowledged {short}")
+    events = sum(acked.values())
+    producer = Throughput(events, seconds, events / seconds)
+
+    entities: dict[str, list[Entity]] = defaultdict(list)
+    domains: dict[str, dict[str, Any]] = {}
+    for system in catalog_for(settings).systems:
+        if system.system in acked:
+            entities[system.domain] += system.entities
+            d = domains.setdefault(system.domain, {"systems": {}, "events": 0})
+            d["systems"][system.system] = acked[system.system]
+            d["events"] += acked[system.system]
+    cdc = {name: [e.cdc_topic for e in es] for name, es in entities.items()}
+    clean = {name: [e.clean_topic for e in es] for name, es in entities.items()}
+    all_cdc, all_clean = [t for ts in cdc.values() for t in ts], [t for ts in clean.values() for t in ts]
+    timeout = 120 + events / 100
+    seen: Counts = {}  # the last scrape, shared by a stage's count and finished callbacks
+
+    def scraper(url: str, stage: str, topics: Sequence[str]) -> Callable[[], float]:
+        def count() -> float:
+            seen.clear()
+            seen.update(stage_counts(url, stage))
+            return total(seen, (OUT, FAILED), topics)
+        return count
+
+    def mark(key: str, started: float, done: Callable[[str, dict[str, Any]], bool]) -> Callable[[float], bool]:
+        def finished(_value: float) -> bool:
+            for name, d in domains.items():
+                if key not in d and done(name, d):
+                    d[key] = time.monotonic() - started
+            return all(key in d for d in domains.values())
+        return finished
+
+    def is_processed(name: str, d: dict[str, Any]) -> bool:  # a clean event or a dead letter for each
+        return total(seen, (OUT, FAILED), cdc[name] + clean[name]) >= d["events"]
+
+    def is_stored(name: str, d: dict[str, Any]) -> bool:
+        # The metrics first (cheap), then the rows; sink dead letters (undecodable) count as stored too.
+        if total(seen, (OUT, FAILED), clean[name]) + d["dead_lettered"] < d["events"]:
+            return False
+        d["rows_final"] = rows_final(settings, [e.table for e in entities[name] if seen.get((OUT, e.clean_topic))])
+        return d["rows_final"] + d["dead_lettered"] + total(seen, (FAILED,), clean[name]) >= d["events"]
+
+    children: list[Child] = []
+    try:
+        console.log("all domains: processor draining the backlog")
+        started = time.monotonic()
+        children.append(processor := start_child(settings, "processor"))
+        url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
+        processed = measure(processor, started, events, scraper(url, "processor", all_cdc + all_clean),
+                            mark("processed_seconds", started, is_processed), timeout, args.stall)
+        counts = stage_counts(url, "processor")
+        for name, d in domains.items():
+            d["dead_lettered"] = int(total(counts, (FAILED,), cdc[name]))
+        dead = sum(d["dead_lettered"] for d in domains.values())
+
+        console.log("all domains: sink draining the backlog")
+        started = time.monotonic()
+        children.append(sink := start_child(settings, "sink"))
+        url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
+        sunk = measure(sink, started, events - dead, scraper(url, "sink", all_clean),
+                       mark("stored_seconds", started, is_stored), timeout, args.stall)
+        rss = {child.name: peak_rss_mib(child.pid) for child in children}
+    finally:
+        for child in reversed(children):
+            child.stop()
+    return {
+        "events_per_system": n, "bad_ratio": BAD_RATIO, "topic_prefix": settings.topic_prefix,
+        "producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": dead},
+        "sink": {**asdict(sunk), "rows_final": sum(d["rows_final"] for d in domains.values())},
+        "per_domain": domains, "peak_rss_mib": rss,
+    }
+
+
 def peak_rss_mib(pid: int | None) -> float | None:
     """VmHWM: the process's peak resident set, read while it still runs."""
     try:
@@ -221,14 +337,19 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str) -> dict[str, Any]:
-    n, tag, load_start = args.events, f"bench{os.getpid()}-{int(time.time())}", os.getloadavg()[0]
-    settings = load_settings(
-        run_dir=work / "pipeline", kafka_bootstrap=kafka_bootstrap, registry_url=registry_url,
+def phase_settings(run_dir: Path, tag: str, kafka_bootstrap: str, registry_url: str) -> Settings:
+    """A phase of its own: run folder (chDB store), topic prefix, processor app id and sink group."""
+    return load_settings(
+        run_dir=run_dir, kafka_bootstrap=kafka_bootstrap, registry_url=registry_url,
         topic_prefix=f"{tag}.", processor_app_id=f"{tag}-processor", sink_group_id=f"{tag}-sink",
         pii_key="bench-key-not-secret", processor_metrics_port=free_port(), sink_metrics_port=free_port(),
         query_port=free_port(),
     )
+
+
+def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str) -> dict[str, Any]:
+    n, tag, load_start = args.events, f"bench{os.getpid()}-{int(time.time())}", os.getloadavg()[0]
+    settings = phase_settings(work / "pipeline", tag, kafka_bootstrap, registry_url)
     bootstrap(settings)
     timeout = 120 + n / 100  # generous: ~100 events/s plus start-up, so a stall fails instead of hanging
     console.log(f"producer: {n:,} events, as fast as possible")
@@ -239,16 +360,15 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
         started = time.monotonic()
         children.append(processor := start_child(settings, "processor"))
         processor_url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
-        through = ("backbone_events_out", "backbone_events_failed")  # dead letters count as processed
-        processed = measure(processor, started, n, lambda: counter(processor_url, "processor", through),
-                            lambda value: value >= n, timeout, args.stall)
-        failed = counter(processor_url, "processor", ("backbone_events_failed",))
+        processed = measure(processor, started, n, lambda: counter(processor_url, "processor", (OUT, FAILED)),
+                            lambda value: value >= n, timeout, args.stall)  # dead letters count as processed
+        failed = counter(processor_url, "processor", (FAILED,))
 
         console.log("sink: draining the backlog")
         started = time.monotonic()
         children.append(sink := start_child(settings, "sink"))
         sink_url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
-        sunk = measure(sink, started, n, lambda: counter(sink_url, "sink", ("backbone_events_out",)),
+        sunk = measure(sink, started, n, lambda: counter(sink_url, "sink", (OUT,)),
                        lambda _value: stored(settings) >= n, timeout, args.stall)
         rows = stored(settings)
 
@@ -259,6 +379,8 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
     finally:
         for child in reversed(children):
             child.stop()
+    domains = None if args.skip_domains else domains_phase(
+        args, phase_settings(work / "domains", f"{tag}-domains", kafka_bootstrap, registry_url))
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         # Load average before and after: other work on the machine skews every figure, so keep it with them.
@@ -273,6 +395,7 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
                    "sink": {**asdict(sunk), "rows_final": rows}},
         "freshness": fresh,
         "peak_rss_mib": rss,
+        "domains": domains,
     }
 
 
@@ -301,6 +424,25 @@ def render(report: dict[str, Any]) -> Table:
                       f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
     table.caption = ("processor/sink rows: first event seen → last (backlog drained); "
                      f"freshness at {fresh['target_rate']:g}/s target, p50/p99 from ClickHouse")
+    if (dom := report.get("domains")) is None:
+        return table
+    table.add_section()
+    p = dom["producer"]
+    table.add_row("all domains: producer", f(p["events"]), f(p["seconds"], ".2f"), f(p["events_per_s"]))
+    for name in ("processor", "sink"):
+        s = dom[name]
+        table.add_row(f"all domains: {name}", f(s["steady_events"]), f(s["steady_seconds"], ".2f"),
+                      f(s["steady_events_per_s"]), "", "", f(dom["peak_rss_mib"].get(name)))
+    per = dom["per_domain"]
+    for name, d in [*per.items(), ("total", {
+            "events": sum(d["events"] for d in per.values()),
+            "dead_lettered": sum(d["dead_lettered"] for d in per.values()),
+            "processed_seconds": max(d["processed_seconds"] for d in per.values()),
+            "stored_seconds": max(d["stored_seconds"] for d in per.values())})]:
+        table.add_row(f"  {name} ({d['dead_lettered']:,} dead)", f(d["events"]),
+                      f"{d['processed_seconds']:.1f} / {d['stored_seconds']:.1f}")
+    table.caption += (f"; all domains: {dom['events_per_system']:,} events per system, {dom['bad_ratio']:.0%} bad; "
+                      "per-domain seconds: processed / stored, from the stage's start")
     return table
 
 
@@ -309,11 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=50_000, help="events for the throughput phases")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s in the freshness phase")
     parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
+    parser.add_argument("--domain-events", type=int, default=3000, help="events per system, all-domains phase")
+    parser.add_argument("--skip-domains", action="store_true", help="skip the all-domains phase")
     parser.add_argument("--stall", type=float, default=30.0, help="fail a stage after this long without progress")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="folder for the JSON")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
-        parser.error("--events, --rate and --fresh-seconds must be positive")
+    if args.events < 1 or args.domain_events < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
+        parser.error("--events, --domain-events, --rate and --fresh-seconds must be positive")
 
     # SIGTERM as an exception, so the finally blocks stop the children and the stack.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
