@@ -34,6 +34,44 @@ class Change:
     entity: str | None = None  # which of the system's entities; None: its only one
 
 
+def payload_identity(entity: Entity) -> tuple[str, int]:
+    """(full name, version) of the entity's payload schema, as the envelope carries them."""
+    payload = entity.payload_schema()
+    return f"{payload.get('namespace', '')}.{payload['name']}".lstrip("."), int(payload.get("version", 1))
+
+
+def envelope_for(
+    entity: Entity,
+    change: Change,
+    database: str = "simulator",
+    now: datetime | None = None,
+    identity: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """The change-event envelope (schemas/envelope.avsc) of one change of `entity`. Pass `identity`
+    (payload_identity) on hot paths, so the schema file is not read per event."""
+    payload_name, payload_version = identity or payload_identity(entity)
+    return {
+        "event_id": event_id(entity.system, entity.name, change.key, change.position),
+        "op": change.op,
+        "key": change.key,
+        "before": change.before,
+        "after": change.after,
+        "source": {
+            "system": entity.system,
+            "department": entity.department,
+            "database": database,
+            "entity": entity.name,
+            "position": change.position,
+            "snapshot": change.snapshot,
+        },
+        "ts_source": change.ts_source,
+        "ts_emitted": now or datetime.now(UTC),
+        "source_tz": "Asia/Jakarta",
+        "payload_schema": payload_name,
+        "payload_version": payload_version,
+    }
+
+
 class ChangeEmitter:
     def __init__(self, entity: Entity, settings: Settings, registry: Registry, database: str = "simulator") -> None:
         self.entity = entity
@@ -42,9 +80,7 @@ class ChangeEmitter:
         # Registering first means an incompatible schema stops us before anything is produced.
         self.schema_id = registry.register(subject_for(entity.cdc_topic), schema)
         self.parsed = fastavro.parse_schema(schema)
-        payload = entity.payload_schema()
-        self.payload_name = f"{payload.get('namespace', '')}.{payload['name']}".lstrip(".")
-        self.payload_version = int(payload.get("version", 1))
+        self.identity = payload_identity(entity)
         self.producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -70,26 +106,7 @@ class ChangeEmitter:
             self.failed.append(err.str())
 
     def envelope(self, change: Change, now: datetime | None = None) -> dict[str, Any]:
-        return {
-            "event_id": event_id(self.entity.system, self.entity.name, change.key, change.position),
-            "op": change.op,
-            "key": change.key,
-            "before": change.before,
-            "after": change.after,
-            "source": {
-                "system": self.entity.system,
-                "department": self.entity.department,
-                "database": self.database,
-                "entity": self.entity.name,
-                "position": change.position,
-                "snapshot": change.snapshot,
-            },
-            "ts_source": change.ts_source,
-            "ts_emitted": now or datetime.now(UTC),
-            "source_tz": "Asia/Jakarta",
-            "payload_schema": self.payload_name,
-            "payload_version": self.payload_version,
-        }
+        return envelope_for(self.entity, change, self.database, now, self.identity)
 
     def emit(self, change: Change) -> None:
         self.produce_raw(change.key.encode(), encode(self.schema_id, self.parsed, self.envelope(change)))

@@ -28,7 +28,7 @@ from backbone.contract import (
 )
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from producers.licensing import LicensingOffice
 
 SCHEMAS = PROJECT_ROOT / "schemas"
@@ -66,27 +66,8 @@ def value_schema() -> dict[str, Any]:
 
 
 def envelope(change: Change, now: datetime | None = None) -> dict[str, Any]:
-    """Mirrors producers.emitter.ChangeEmitter.envelope."""
-    return {
-        "event_id": event_id(ENTITY.system, ENTITY.name, change.key, change.position),
-        "op": change.op,
-        "key": change.key,
-        "before": change.before,
-        "after": change.after,
-        "source": {
-            "system": ENTITY.system,
-            "department": ENTITY.department,
-            "database": "simulator",
-            "entity": ENTITY.name,
-            "position": change.position,
-            "snapshot": change.snapshot,
-        },
-        "ts_source": change.ts_source,
-        "ts_emitted": now or datetime.now(UTC),
-        "source_tz": "Asia/Jakarta",
-        "payload_schema": f"{PAYLOAD['namespace']}.{PAYLOAD['name']}",
-        "payload_version": int(PAYLOAD.get("version", 1)),
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITY, change, now=now)
 
 
 def to_millis(value: Any) -> Any:

@@ -63,10 +63,13 @@ def test_mapped_types_are_accepted_by_clickhouse(client):
     assert described == [expected for _, expected in TYPES]
 
 
-@pytest.mark.parametrize(("avro", "expected"), [
-    ({"type": "array", "items": ["null", "string"]}, "Array(Nullable(String))"),
-    ({"type": "map", "values": ["null", "long"]}, "Map(String, Nullable(Int64))"),
-])
+@pytest.mark.parametrize(
+    ("avro", "expected"),
+    [
+        ({"type": "array", "items": ["null", "string"]}, "Array(Nullable(String))"),
+        ({"type": "map", "values": ["null", "long"]}, "Map(String, Nullable(Int64))"),
+    ],
+)
 def test_array_and_map_of_nullable_values(avro, expected):
     assert ddl.clickhouse_type(avro) == expected
 
@@ -92,11 +95,15 @@ def record(key: str, op: str, position: int, ts: datetime, **state: Any) -> dict
     body = {**BASE, "application_id": key, **state}
     pos = f"{position:012d}"
     event = {
-        "event_id": event_id("sim-licensing", "permit_application", key, pos), "op": op, "key": key,
-        "before": body if op == "d" else None, "after": None if op == "d" else body,
-        "source": {"system": "sim-licensing", "department": "DPMPTSP", "entity": "permit_application",
-                   "position": pos},
-        "ts_source": ts, "ts_emitted": ts, "payload_version": 1,
+        "event_id": event_id("sim-licensing", "permit_application", key, pos),
+        "op": op,
+        "key": key,
+        "before": body if op == "d" else None,
+        "after": None if op == "d" else body,
+        "source": {"system": "sim-licensing", "department": "DPMPTSP", "entity": "permit_application", "position": pos},
+        "ts_source": ts,
+        "ts_emitted": ts,
+        "payload_version": 1,
     }
     return clean_event(event, RULES, REGIONS, b"k", ("application_id",), now=ts)
 
@@ -104,8 +111,16 @@ def record(key: str, op: str, position: int, ts: datetime, **state: Any) -> dict
 def insert(writer: TableWriter, schema_id: int, schema: dict[str, Any], records: list[dict[str, Any]]) -> None:
     layout = writer.layout(TABLE, schema_id, schema)
     offsets = itertools.count()
-    rows = [{**r, "_topic": "clean.licensing.permit_application", "_partition": 0, "_offset": next(offsets),
-             "ts_stored": datetime.now(UTC)} for r in records]
+    rows = [
+        {
+            **r,
+            "_topic": "clean.licensing.permit_application",
+            "_partition": 0,
+            "_offset": next(offsets),
+            "ts_stored": datetime.now(UTC),
+        }
+        for r in records
+    ]
     writer.insert(TABLE, layout.names, [[row.get(n) for row in rows] for n in layout.names])
 
 
@@ -132,10 +147,13 @@ def test_current_view_shows_latest_non_deleted_state(client):
     writer = TableWriter(client)
     t = [T0 + timedelta(minutes=m) for m in range(4)]
     rows = [
-        record("A", "c", 1, t[0]), record("A", "u", 5, t[2], status="VERIFIED"),
-        record("B", "c", 2, t[0]), record("B", "d", 6, t[3]),
+        record("A", "c", 1, t[0]),
+        record("A", "u", 5, t[2], status="VERIFIED"),
+        record("B", "c", 2, t[0]),
+        record("B", "d", 6, t[3]),
         record("C", "c", 3, t[1]),
-        record("D", "c", 4, t[1]), record("D", "u", 7, t[1], status="REJECTED"),  # same ts: position decides
+        record("D", "c", 4, t[1]),
+        record("D", "u", 7, t[1], status="REJECTED"),  # same ts: position decides
     ]
     insert(writer, 1, CLEAN, list(reversed(rows)))
     got = client.query(f"SELECT entity_key, status FROM {TABLE}_current ORDER BY entity_key").result_rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +14,10 @@ import pytest
 
 from backbone.avro import UndecodableMessage, encode
 from backbone.catalog import load_catalog
-from backbone.contract import compose_envelope, event_id, load_envelope_template, pseudonymise
+from backbone.contract import compose_envelope, load_envelope_template, pseudonymise
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from producers.licensing import LicensingOffice
 from stream_processors.cleaning import Cleaner, Output, RawEvent
 
@@ -52,15 +52,8 @@ class FakeRegistry:
 
 
 def envelope(change: Change) -> dict[str, Any]:
-    """Mirrors producers.emitter.ChangeEmitter.envelope."""
-    return {
-        "event_id": event_id(ENTITY.system, ENTITY.name, change.key, change.position),
-        "op": change.op, "key": change.key, "before": change.before, "after": change.after,
-        "source": {"system": ENTITY.system, "department": ENTITY.department, "database": "simulator",
-                   "entity": ENTITY.name, "position": change.position, "snapshot": False},
-        "ts_source": change.ts_source, "ts_emitted": datetime.now(UTC), "source_tz": "Asia/Jakarta",
-        "payload_schema": "id.go.bojonegoro.licensing.PermitApplication", "payload_version": 1,
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITY, change)
 
 
 @pytest.fixture
@@ -124,7 +117,10 @@ def test_mixed_batch_one_output_per_input_and_dead_letters_intact(setup):
             assert h["error.stage"] == "processor"
             assert h["error.reason"].startswith(expected_reasons[event.offset]), h["error.reason"]
             assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (
-                ENTITY.cdc_topic, "2", str(event.offset))
+                ENTITY.cdc_topic,
+                "2",
+                str(event.offset),
+            )
             assert datetime.fromisoformat(h["error.ts"]).tzinfo is not None
         else:
             assert out.topic == ENTITY.clean_topic and out.key == event.key and not out.headers

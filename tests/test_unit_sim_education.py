@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 import producers.education as education
 from backbone.catalog import load_catalog
-from backbone.contract import PayloadRules, Rejected, clean_event, event_id
+from backbone.contract import PayloadRules, Rejected, clean_event
 from backbone.reference import load_regions, villages
 from backbone.schemas import entity_value_schema
 from backbone.settings import load_settings
 from producers.education import EducationOffice
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from sinks import ddl
 
 SETTINGS = load_settings()
@@ -60,29 +60,8 @@ def freeze(monkeypatch, now: datetime) -> None:
 
 
 def envelope(change: Change) -> dict:
-    """Mirrors producers.emitter.ChangeEmitter.envelope."""
-    entity = ENTITIES[change.entity]
-    payload = entity.payload_schema()
-    return {
-        "event_id": event_id(entity.system, entity.name, change.key, change.position),
-        "op": change.op,
-        "key": change.key,
-        "before": change.before,
-        "after": change.after,
-        "source": {
-            "system": entity.system,
-            "department": entity.department,
-            "database": "simulator",
-            "entity": entity.name,
-            "position": change.position,
-            "snapshot": change.snapshot,
-        },
-        "ts_source": change.ts_source,
-        "ts_emitted": datetime.now(UTC),
-        "source_tz": "Asia/Jakarta",
-        "payload_schema": f"{payload['namespace']}.{payload['name']}",
-        "payload_version": 1,
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITIES[change.entity], change)
 
 
 def clean(change: Change) -> dict:

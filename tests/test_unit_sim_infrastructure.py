@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 import producers.infrastructure as infrastructure
 from backbone.avro import decode, encode
 from backbone.catalog import load_catalog
-from backbone.contract import PayloadRules, Rejected, clean_event, event_id
+from backbone.contract import PayloadRules, Rejected, clean_event
 from backbone.reference import load_regions, villages
 from backbone.schemas import entity_value_schema
 from backbone.settings import load_settings
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from producers.infrastructure import PublicWorks
 from producers.simulate import simulator_class
 from sinks import ddl
@@ -55,29 +55,8 @@ def essentials(batch: list[Change]) -> list[tuple]:
 
 
 def envelope(change: Change) -> dict[str, Any]:
-    """As producers.emitter.ChangeEmitter.envelope builds it."""
-    entity = ENTITIES[change.entity or SYSTEM.entities[0].name]
-    payload = entity.payload_schema()
-    return {
-        "event_id": event_id(entity.system, entity.name, change.key, change.position),
-        "op": change.op,
-        "key": change.key,
-        "before": change.before,
-        "after": change.after,
-        "source": {
-            "system": entity.system,
-            "department": entity.department,
-            "database": "simulator",
-            "entity": entity.name,
-            "position": change.position,
-            "snapshot": change.snapshot,
-        },
-        "ts_source": change.ts_source,
-        "ts_emitted": datetime.now(UTC),
-        "source_tz": "Asia/Jakarta",
-        "payload_schema": f"{payload['namespace']}.{payload['name']}",
-        "payload_version": int(payload.get("version", 1)),
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITIES[change.entity or SYSTEM.entities[0].name], change)
 
 
 def clean(change: Change) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 import producers.participation as participation
 from backbone.catalog import load_catalog
-from backbone.contract import PayloadRules, Rejected, clean_event, event_id
+from backbone.contract import PayloadRules, Rejected, clean_event
 from backbone.reference import load_regions, villages
 from backbone.schemas import entity_value_schema
 from backbone.settings import load_settings
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from producers.participation import ComplaintChannel
 from sinks import ddl
 
@@ -71,27 +71,8 @@ def essentials(batch: list[Change]) -> list[tuple]:
 
 
 def envelope(change: Change) -> dict[str, Any]:
-    """Mirrors producers.emitter.ChangeEmitter.envelope."""
-    return {
-        "event_id": event_id(ENTITY.system, ENTITY.name, change.key, change.position),
-        "op": change.op,
-        "key": change.key,
-        "before": change.before,
-        "after": change.after,
-        "source": {
-            "system": ENTITY.system,
-            "department": ENTITY.department,
-            "database": "simulator",
-            "entity": ENTITY.name,
-            "position": change.position,
-            "snapshot": change.snapshot,
-        },
-        "ts_source": change.ts_source,
-        "ts_emitted": datetime.now(UTC),
-        "source_tz": "Asia/Jakarta",
-        "payload_schema": "id.go.bojonegoro.participation.Complaint",
-        "payload_version": 1,
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITY, change)
 
 
 def roundtrip(parsed: Any, record: dict[str, Any]) -> dict[str, Any]:

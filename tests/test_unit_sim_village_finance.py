@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 import producers.village_finance as village_finance
 from backbone.catalog import load_catalog
-from backbone.contract import PayloadRules, Rejected, clean_event, event_id
+from backbone.contract import PayloadRules, Rejected, clean_event
 from backbone.reference import load_regions, villages
 from backbone.schemas import entity_value_schema
 from backbone.settings import load_settings
-from producers.emitter import Change
+from producers.emitter import Change, envelope_for
 from producers.village_finance import VillageFinance
 from sinks import ddl
 
@@ -73,28 +73,8 @@ def essentials(batch: list[Change]) -> list[tuple]:
 
 
 def envelope(change: Change) -> dict[str, Any]:
-    """Mirrors producers.emitter.ChangeEmitter.envelope."""
-    entity = ENTITIES[change.entity]
-    return {
-        "event_id": event_id(entity.system, entity.name, change.key, change.position),
-        "op": change.op,
-        "key": change.key,
-        "before": change.before,
-        "after": change.after,
-        "source": {
-            "system": entity.system,
-            "department": entity.department,
-            "database": "simulator",
-            "entity": entity.name,
-            "position": change.position,
-            "snapshot": change.snapshot,
-        },
-        "ts_source": change.ts_source,
-        "ts_emitted": datetime.now(UTC),
-        "source_tz": "Asia/Jakarta",
-        "payload_schema": f"id.go.bojonegoro.village_finance.{RULES[entity.name].schema['name']}",
-        "payload_version": 1,
-    }
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITIES[change.entity], change)
 
 
 def roundtrip(parsed: Any, record: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,19 @@ def freeze(monkeypatch, now: datetime) -> None:
 
 
 def essentials(batch: list[Change]) -> list[tuple]:
-    return [(c.op, c.key, c.position, c.after["permit_type"], c.after["status"], c.after["village_code"],
-             c.after["applicant_nik"], c.after["fee"]) for c in batch]
+    return [
+        (
+            c.op,
+            c.key,
+            c.position,
+            c.after["permit_type"],
+            c.after["status"],
+            c.after["village_code"],
+            c.after["applicant_nik"],
+            c.after["fee"],
+        )
+        for c in batch
+    ]
 
 
 def test_same_seed_and_start_give_the_same_changes(monkeypatch):
@@ -85,8 +96,12 @@ def test_statuses_follow_the_lifecycle_per_key():
         if decided:
             finished.add(change.key)
         state[change.key] = after
-    assert seen == {("SUBMITTED", "VERIFIED"), ("SUBMITTED", "REJECTED"),
-                    ("VERIFIED", "APPROVED"), ("VERIFIED", "REJECTED")}
+    assert seen == {
+        ("SUBMITTED", "VERIFIED"),
+        ("SUBMITTED", "REJECTED"),
+        ("VERIFIED", "APPROVED"),
+        ("VERIFIED", "REJECTED"),
+    }
 
 
 @settings(max_examples=25, deadline=None)
