@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
     _offset Int64,
     ts_stored DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
-ORDER BY (_topic, _partition, _offset)
+-- Keyed by where the bad record came from, not where its dead letter sits: a stage that re-reads
+-- after a crash dead-letters the same record again, and FINAL shows it once.
+ORDER BY (stage, source_topic, source_partition, source_offset)
 """
 
 

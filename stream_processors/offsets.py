@@ -9,6 +9,7 @@ seeking back. Re-read events produce the same event ids, so downstream they coll
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,12 +24,16 @@ class OffsetLedger:
     expected: dict[Partition, int] = field(default_factory=dict)
     dirty: set[Partition] = field(default_factory=set)
     gaps: int = 0
+    # observe() runs in a worker thread (its first look-up per partition is a network call),
+    # committable() on the event loop.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def forget(self, partitions: Iterable[Partition]) -> None:
         """After a rebalance: the next event of these partitions starts from the committed offset."""
-        for tp in partitions:
-            self.expected.pop(tp, None)
-            self.dirty.discard(tp)
+        with self.lock:
+            for tp in partitions:
+                self.expected.pop(tp, None)
+                self.dirty.discard(tp)
 
     def observe(self, events: Iterable[tuple[Partition, int]]) -> dict[Partition, int]:
         """Advance over processed (partition, offset) pairs; returns {partition: offset to seek back to}
@@ -36,11 +41,18 @@ class OffsetLedger:
         by_tp: dict[Partition, list[int]] = {}
         for tp, offset in events:
             by_tp.setdefault(tp, []).append(offset)
+        starts = {tp: self.starting_offset(tp) for tp in by_tp if tp not in self.expected}
+        with self.lock:
+            return self._advance(by_tp, starts)
+
+    def _advance(self, by_tp: dict[Partition, list[int]], starts: dict[Partition, int]) -> dict[Partition, int]:
         rewinds: dict[Partition, int] = {}
         for tp, offsets in by_tp.items():
             expected = self.expected.get(tp)
             if expected is None:
-                expected = self.starting_offset(tp)
+                expected = starts.get(tp)
+            if expected is None:  # forgotten meanwhile (a rebalance): look it up again next time
+                continue
             for offset in sorted(offsets):
                 if offset < expected:  # a re-read after a seek: already counted
                     continue
@@ -55,9 +67,15 @@ class OffsetLedger:
 
     def committable(self) -> dict[Partition, int]:
         """Offsets to commit now (next offset to read, Kafka's convention); clears the dirty set."""
-        out = {tp: self.expected[tp] for tp in self.dirty}
-        self.dirty.clear()
+        with self.lock:
+            out = {tp: self.expected[tp] for tp in self.dirty if tp in self.expected}
+            self.dirty.clear()
         return out
+
+    def retry(self, partitions: Iterable[Partition]) -> None:
+        """Offsets whose commit failed: committed again next time."""
+        with self.lock:
+            self.dirty.update(tp for tp in partitions if tp in self.expected)
 
 
 def committed_offsets_lookup(bootstrap: str, group: str) -> Callable[[Partition], int]:

@@ -141,9 +141,24 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
                 log.warning("offset %s of %s[%s] was skipped by the consumer; re-reading", offset, topic, partition)
                 await app.consumer.seek(TP(topic, partition), offset)
-            offsets = ledger.committable()
-            if offsets:
-                await app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()})  # noqa: SLF001
+
+    @app.timer(interval=1.0)
+    async def commit_inputs() -> None:
+        # Committed from a timer, not from the agent: a commit waits while the group rebalances,
+        # and Faust's rebalance waits for the agent, so committing in the agent can deadlock.
+        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        offsets = {tp: o for tp, o in ledger.committable().items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(
+                app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}),  # noqa: SLF001
+                timeout=10,
+            )
+        except Exception as exc:  # noqa: BLE001 - retried at the next tick; events are re-read at worst
+            metrics.RETRIES.labels(STAGE, "commit").inc()
+            log.warning("commit of input offsets failed (%s); retrying", exc)
+            ledger.retry(offsets)
 
     @app.on_partitions_revoked.connect
     async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal

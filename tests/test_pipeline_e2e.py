@@ -111,13 +111,15 @@ def test_invalid_event_is_dead_lettered_and_later_events_arrive(pipeline_setting
     )
 
     letters = _dead_letters(pipeline_settings, 2)
-    assert len(letters) == 2
+    # One per bad record (a processor that re-read a partition may have dead-lettered one twice).
+    origins = {(dict(m.headers())["source.partition"], dict(m.headers())["source.offset"]) for m in letters}
+    assert len(origins) == 2
     reasons = {m.key(): dict(m.headers())[("error.reason")].decode() for m in letters}
     assert "unknown village code" in reasons[bad.key.encode()] and "35.22.99.9999" in reasons[bad.key.encode()]
     assert reasons[b"garbage-key"].startswith("undecodable")
     assert any(m.value() == b"this is not avro" for m in letters)  # the original bytes, untouched
     # The store keeps them too, for operators.
-    wait_for(lambda: count(port, "SELECT count() FROM dead_letters") == 2, 30, "dead letters in ClickHouse")
+    wait_for(lambda: count(port, "SELECT count() FROM dead_letters FINAL") == 2, 30, "dead letters in ClickHouse")
 
 
 def test_sink_killed_mid_stream_stores_every_event_once(pipeline_settings, stage_process):
