@@ -24,6 +24,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.adapters_postgres
+	$(BIN)/python -m bench.adapters_mariadb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

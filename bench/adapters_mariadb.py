@@ -31,6 +31,7 @@ from backbone.localdb_mariadb import LocalMariaDB
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
 from backbone.stack import LocalStack
+from bench import save_results
 from producers.licensing import LicensingOffice
 from producers.source_writers_mariadb import MariaDbSourceWriter
 
@@ -148,6 +149,7 @@ def main() -> None:
         stack.stop()
         rmtree(work, ignore_errors=True)
     print(json.dumps({"mariadb_binlog": result}, indent=2))
+    save_results("adapters_mariadb", {"mariadb_binlog": result})
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from backbone.localdb_postgres import LocalPostgres
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
 from backbone.stack import LocalStack
+from bench import save_results
 from producers.licensing import LicensingOffice
 from producers.source_writers import PostgresSourceWriter
 
@@ -166,6 +167,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
+    save_results("adapters_postgres", results)
 
 
 if __name__ == "__main__":
