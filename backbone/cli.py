@@ -249,11 +249,26 @@ def demo(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
     rate: Annotated[float, typer.Option(help="simulated changes per second")] = 20.0,
     bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.02,
+    direct: Annotated[bool, typer.Option(help="simulators produce straight to Kafka (no source databases)")] = False,
 ) -> None:
-    """Start the local stack and the pipeline on a simulated licensing office, with live progress."""
+    """Start the local stack, the departmental sources and the pipeline, with live progress."""
     from backbone.demo import run_demo
 
-    run_demo(_settings(), duration=duration, rate=rate, bad_ratio=bad_ratio)
+    run_demo(_settings(), duration=duration, rate=rate, bad_ratio=bad_ratio, direct=direct)
+
+
+@app.command()
+def offices(
+    rate: Annotated[float, typer.Option(help="changes per second per office")] = 20.0,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 1,
+) -> None:
+    """Simulated offices writing into their own systems (databases, drop folder, push endpoint)."""
+    from producers.offices import run_offices
+
+    settings = _settings()
+    _logging(settings)
+    run_offices(settings, rate=rate, bad_ratio=bad_ratio, seed=seed)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.live import Live
 
 from backbone.bootstrap import bootstrap
+from backbone.catalog import catalog_for
+from backbone.demo_sources import DemoSources
 from backbone.procs import Child, free_port
 from backbone.progress import collect, render
 from backbone.settings import Settings
@@ -20,8 +22,12 @@ from backbone.stack import LocalStack, clear_state, write_state
 console = Console(stderr=True)
 
 
-def stage_children(settings: Settings, env: dict[str, str], rate: float, bad_ratio: float) -> list[Child]:
-    """The pipeline's processes, in start order (sink first, so nothing waits for storage)."""
+def stage_children(
+    settings: Settings, env: dict[str, str], rate: float, bad_ratio: float, systems: list[str] | None = None
+) -> list[Child]:
+    """The pipeline's processes, in start order (sink first, so nothing waits for storage).
+    With `systems`, each gets its source adapter and the simulated offices write into the sources;
+    without, the simulators produce straight to Kafka."""
     logs = settings.run_dir / "logs"
     cli = [sys.executable, "-m", "backbone.cli"]
     ports = {
@@ -31,26 +37,38 @@ def stage_children(settings: Settings, env: dict[str, str], rate: float, bad_rat
         "BACKBONE_PRODUCER_METRICS_PORT": str(settings.producer_metrics_port or free_port()),
     }
     env = {**env, **ports, "BACKBONE_RUN_DIR": str(settings.run_dir)}
-    return [
+    children = [
         Child("sink", [*cli, "sink"], logs / "sink.log", env=env, stop_timeout=20),
         Child("processor", [*cli, "processor"], logs / "processor.log", env=env, stop_timeout=20),
-        Child(
-            "simulators",
-            [*cli, "simulate", "all", "--rate", str(rate), "--bad-ratio", str(bad_ratio)],
-            logs / "simulators.log",
-            env=env,
-            stop_timeout=10,
-        ),
     ]
+    if systems is None:
+        simulate = [*cli, "simulate", "all", "--rate", str(rate), "--bad-ratio", str(bad_ratio)]
+        return [*children, Child("simulators", simulate, logs / "simulators.log", env=env, stop_timeout=10)]
+    for system in systems:
+        adapter_env = {**env, "BACKBONE_PRODUCER_METRICS_PORT": str(free_port())}
+        children.append(
+            Child(
+                f"adapter {system}",
+                [*cli, "adapters", "run", system],
+                logs / f"adapter-{system}.log",
+                env=adapter_env,
+                stop_timeout=20,
+            )
+        )
+    offices = [*cli, "offices", "--rate", str(rate), "--bad-ratio", str(bad_ratio)]
+    return [*children, Child("offices", offices, logs / "offices.log", env=env, stop_timeout=15)]
 
 
-def run_demo(settings: Settings, duration: float | None = None, rate: float = 20.0, bad_ratio: float = 0.02) -> None:
+def run_demo(
+    settings: Settings, duration: float | None = None, rate: float = 20.0, bad_ratio: float = 0.02, direct: bool = False
+) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     clear_state(settings.run_dir)
     stack = None
+    sources: DemoSources | None = None
     children: list[Child] = []
     try:
         env: dict[str, str] = {}
@@ -70,7 +88,15 @@ def run_demo(settings: Settings, duration: float | None = None, rate: float = 20
             f"Topics ready ({len(report.topics_created)} new), {len(report.subjects)} schemas registered, "
             f"{report.regions} regions published."
         )
-        children = stage_children(settings, env, rate, bad_ratio)
+        systems = None
+        if not direct:
+            console.print("Starting the departmental sources (PostgreSQL, MariaDB, a drop folder, a push endpoint)...")
+            sources = DemoSources(settings)
+            env.update(sources.start())
+            systems = [
+                s.system for s in catalog_for(settings.model_copy(update={"catalog_dir": sources.catalog_dir})).systems
+            ]
+        children = stage_children(settings, env, rate, bad_ratio, systems)
         for child in children:
             child.start()
         console.print(
@@ -96,6 +122,9 @@ def run_demo(settings: Settings, duration: float | None = None, rate: float = 20
         for child in reversed(children):  # producers first, the store last
             code = child.stop()
             console.print(f"  {child.name} stopped ({code})")
+        if sources is not None:
+            sources.stop()
+            console.print("  PostgreSQL and MariaDB stopped")
         if stack is not None:
             stack.stop()
             console.print("  registry and Kafka stopped")
