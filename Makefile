@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.adapters_postgres
 	$(BIN)/python -m bench.adapters_mariadb
+	$(BIN)/python -m bench.adapters_files_push
+	$(BIN)/python -m bench.adapters_freshness
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
