@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -123,7 +122,3 @@ class DemoSources:
         for server in (self.mariadb, self.postgres):
             if server is not None:
                 server.stop()
-
-
-def demo_catalog(run_dir: Path) -> Path:
-    return run_dir / "demo-catalog"

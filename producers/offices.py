@@ -15,7 +15,7 @@ from backbone.errors import ConfigError
 from backbone.reference import load_regions, villages
 from backbone.settings import Settings
 from backbone.stack import read_state
-from producers.simulate import _position_file, simulator_class
+from producers.simulate import position_file, simulator_class
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Office:
         self.system = system
         self.kind = system.adapter.get("kind")
         self.writers = writers_for(settings, system)
-        self.position_file = _position_file(settings, system.system)
+        self.position_file = position_file(settings, system.system)
         start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
         regions = villages(load_regions(settings.regions_csv))
         self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)

@@ -52,7 +52,7 @@ def simulator_class(system: SourceSystem) -> type:
         ) from None
 
 
-def _position_file(settings: Settings, system: str) -> Path:
+def position_file(settings: Settings, system: str) -> Path:
     return settings.run_dir / "simulators" / f"{system}.position"
 
 
@@ -63,7 +63,7 @@ class SystemRun:
         self.system = system
         self.emitters = {e.name: ChangeEmitter(e, settings, registry) for e in system.entities}
         self.default = system.entities[0].name
-        self.position_file = _position_file(settings, system.system)
+        self.position_file = position_file(settings, system.system)
         start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
         regions = villages(load_regions(settings.regions_csv))
         self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
