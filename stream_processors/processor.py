@@ -130,9 +130,14 @@ def build_app(settings: Settings) -> faust.App:
                 )
                 for e in events
             ]
-            cleaner.process(batch, emit)
-            # Outputs acknowledged before the batch's events are acked (and their offsets committed).
-            await loop.run_in_executor(None, flush_outputs)
+            try:
+                cleaner.process(batch, emit)
+                # Outputs acknowledged before the batch's events are acked (and their offsets committed).
+                await loop.run_in_executor(None, flush_outputs)
+            except Exception:
+                # Not committed: the ledger stays behind and `unstick` re-reads the batch.
+                log.exception("a batch of %d events failed; it will be read again", len(batch))
+                continue
             # Inputs committed only now, and only up to the first offset not processed.
             rewinds = await loop.run_in_executor(
                 None, ledger.observe, [((e.topic, e.partition), e.offset) for e in batch]
@@ -159,6 +164,40 @@ def build_app(settings: Settings) -> faust.App:
             metrics.RETRIES.labels(STAGE, "commit").inc()
             log.warning("commit of input offsets failed (%s); retrying", exc)
             ledger.retry(offsets)
+
+    stalled_since: dict[tuple[str, int], tuple[int, float]] = {}
+
+    @app.timer(interval=5.0)
+    async def unstick() -> None:
+        # A partition whose ledger stands still below the end of the log for 15 s is sought back
+        # to the ledger's offset: whatever Faust lost (a skipped event, a crashed batch) is re-read.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for tp in app.consumer.assignment():
+            if tp.topic not in cdc_topics:
+                continue
+            key = (tp.topic, tp.partition)
+            try:
+                high = app.consumer.highwater(tp)
+                expected = ledger.expected.get(key)
+                if expected is None:
+                    expected = await loop.run_in_executor(None, ledger.starting_offset, key)
+            except Exception:  # noqa: BLE001 - best effort while partitions move
+                continue
+            if high is None or expected >= high:
+                stalled_since.pop(key, None)
+                continue
+            seen = stalled_since.get(key)
+            if seen is None or seen[0] != expected:
+                stalled_since[key] = (expected, now)
+            elif now - seen[1] >= 15:
+                metrics.RETRIES.labels(STAGE, "stalled_partition").inc()
+                log.warning("%s[%s] stalled at offset %s below %s; re-reading", *key, expected, high)
+                try:
+                    await app.consumer.seek(tp, expected)
+                except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                    log.warning("seek failed: %s", exc)
+                stalled_since[key] = (expected, now)
 
     @app.on_partitions_revoked.connect
     async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
@@ -187,5 +226,7 @@ def run_worker(settings: Settings) -> None:
     """Run the worker until SIGTERM or SIGINT (Faust stops the agent, flushes and commits)."""
     app = build_app(settings)
     metrics.UP.labels(STAGE).set(1)
-    worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False)
+    # Faust is chatty: its info log only when ours is at debug.
+    loglevel = "info" if settings.log_level == "debug" else "warn"
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
