@@ -107,6 +107,17 @@ class Settings(BaseSettings):
     def effective_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.chdb_path}"
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as BACKBONE_* variables, for child processes (secrets included)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if name in ("pii_key", "clickhouse_password"):
+                value = getattr(self, name).get_secret_value()
+            env[f"BACKBONE_{name.upper()}"] = str(value)
+        return env
+
     def pii_secret(self) -> bytes:
         """The pseudonymisation key: from the environment, or a local one created on first use."""
         if self.pii_key.get_secret_value():

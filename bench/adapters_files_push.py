@@ -53,20 +53,8 @@ def _catalog(folder: Path, system: str, adapter: dict) -> Path:
     return folder
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as BACKBONE_* variables, for the child process."""
-    env = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        if name in ("pii_key", "clickhouse_password"):
-            value = getattr(settings, name).get_secret_value()
-        env[f"BACKBONE_{name.upper()}"] = str(value)
-    return env
-
-
 def _start_adapter(settings: Settings, system: str, metrics_port: int) -> Child:
-    env = {**_settings_env(settings), "BACKBONE_PRODUCER_METRICS_PORT": str(metrics_port), TOKEN_ENV: TOKEN}
+    env = {**settings.as_env(), "BACKBONE_PRODUCER_METRICS_PORT": str(metrics_port), TOKEN_ENV: TOKEN}
     return Child(
         system,
         [sys.executable, "-m", "backbone.cli", "adapters", "run", system],

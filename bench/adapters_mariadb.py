@@ -17,69 +17,24 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from shutil import rmtree
 
 import yaml
 
-from backbone.adapters import build_adapter
 from backbone.bootstrap import bootstrap
 from backbone.catalog import catalog_for
 from backbone.localdb_mariadb import LocalMariaDB
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
 from backbone.stack import LocalStack
-from bench import save_results
+from bench import TimedAdapterRun, save_results
 from producers.licensing import LicensingOffice
 from producers.source_writers_mariadb import MariaDbSourceWriter
 
 PASSWORD_ENV = "BENCH_MARIADB_PASSWORD"
 SYSTEM = "bench-mariadb-binlog"
-
-
-class _Run:
-    """The adapter in a thread, counting what it emits and when it checkpoints."""
-
-    def __init__(self, settings) -> None:  # noqa: ANN001
-        self.adapter = build_adapter(settings, SYSTEM)
-        self.emitted = 0
-        self.first: float | None = None
-        self.last_commit = 0.0
-        self.committed = 0  # changes emitted before the last checkpoint
-        emit, commit = self.adapter.emit, self.adapter.commit
-
-        def counting_emit(change) -> None:  # noqa: ANN001
-            if self.first is None:
-                self.first = time.monotonic()
-            self.emitted += 1
-            emit(change)
-
-        def timed_commit(state, numeric_position=None) -> None:  # noqa: ANN001
-            emitted = self.emitted
-            commit(state, numeric_position)
-            self.committed = emitted
-            self.last_commit = time.monotonic()
-
-        self.adapter.emit = counting_emit
-        self.adapter.commit = timed_commit
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.adapter.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def wait(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if not self.thread.is_alive():
-                raise RuntimeError(f"the adapter stopped while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            time.sleep(0.05)
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
 
 def main() -> None:
@@ -124,7 +79,7 @@ def main() -> None:
         (entity,) = catalog_for(settings).system(SYSTEM).entities
         writer = MariaDbSourceWriter(params, entity)
         writer.create_table()
-        first = _Run(settings)  # the (empty) snapshot and its binlog coordinates
+        first = TimedAdapterRun(settings, SYSTEM)  # the (empty) snapshot and its binlog coordinates
         checkpoint = settings.run_dir / "checkpoints" / f"{SYSTEM}.json"
         first.wait(lambda: checkpoint.is_file() and json.loads(checkpoint.read_text())["snapshot_done"], 60, "snapshot")
         first.finish()
@@ -133,7 +88,7 @@ def main() -> None:
         writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
         write_seconds = time.monotonic() - started
         writer.close()
-        run = _Run(settings)
+        run = TimedAdapterRun(settings, SYSTEM)
         run.wait(lambda: run.committed >= args.changes, 600, "every change captured and checkpointed")
         seconds = run.last_commit - (run.first or run.last_commit)
         run.finish()

@@ -20,20 +20,18 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from backbone.adapters import build_adapter
 from backbone.bootstrap import bootstrap
 from backbone.catalog import catalog_for
 from backbone.localdb_postgres import LocalPostgres
 from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
 from backbone.stack import LocalStack
-from bench import save_results
+from bench import TimedAdapterRun, save_results
 from producers.licensing import LicensingOffice
 from producers.source_writers import PostgresSourceWriter
 
@@ -46,49 +44,6 @@ def _catalog(folder: Path, system: str, adapter: dict) -> Path:
     folder.mkdir(parents=True)
     (folder / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return folder
-
-
-class _Run:
-    """One adapter in a thread, counting what it emits and when it checkpoints."""
-
-    def __init__(self, settings, system: str) -> None:
-        self.adapter = build_adapter(settings, system)
-        self.emitted = 0
-        self.first: float | None = None
-        self.last_commit = 0.0
-        self.committed = 0  # changes emitted before the last checkpoint
-        emit, commit = self.adapter.emit, self.adapter.commit
-
-        def counting_emit(change) -> None:  # noqa: ANN001
-            if self.first is None:
-                self.first = time.monotonic()
-            self.emitted += 1
-            emit(change)
-
-        def timed_commit(state, numeric_position=None) -> None:  # noqa: ANN001
-            emitted = self.emitted
-            commit(state, numeric_position)
-            self.committed = emitted
-            self.last_commit = time.monotonic()
-
-        self.adapter.emit = counting_emit
-        self.adapter.commit = timed_commit
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.adapter.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-
-    def wait(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if not self.thread.is_alive():
-                raise RuntimeError(f"the adapter stopped while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}")
-            time.sleep(0.05)
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
 
 def main() -> None:
@@ -137,7 +92,7 @@ def main() -> None:
             writer = PostgresSourceWriter(dsn, entity)
             writer.create_table(replica_identity_full=True)
             if kind == "postgres_cdc":
-                first = _Run(settings, system)  # creates the slot (empty snapshot)
+                first = TimedAdapterRun(settings, system)  # creates the slot (empty snapshot)
                 checkpoint = settings.run_dir / "checkpoints" / f"{system}.json"
                 first.wait(
                     lambda path=checkpoint: path.is_file() and json.loads(path.read_text())["snapshot_done"], 60, "slot"
@@ -150,7 +105,7 @@ def main() -> None:
             writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
             write_seconds = time.monotonic() - started
             writer.close()
-            run = _Run(settings, system)
+            run = TimedAdapterRun(settings, system)
             run.wait(lambda run=run: run.committed >= args.changes, 600, "every change captured and checkpointed")
             seconds = run.last_commit - (run.first or run.last_commit)
             run.finish()

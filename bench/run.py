@@ -55,18 +55,6 @@ class Throughput:
     steady_events_per_s: float | None = None
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as BACKBONE_* variables, for child processes (copied from tests/conftest.py)."""
-    env = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        if name in ("pii_key", "clickhouse_password"):
-            value = getattr(settings, name).get_secret_value()
-        env[f"BACKBONE_{name.upper()}"] = str(value)
-    return env
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, children: Sequence[Child] = ()) -> float:
     """Poll until condition() holds; returns the time it did. Fails on timeout or when a child exits."""
     deadline = time.monotonic() + timeout
@@ -124,7 +112,7 @@ def stored(settings: Settings, where: str = "") -> int:
 
 def start_child(settings: Settings, command: str) -> Child:
     return Child(command, [sys.executable, "-m", "backbone.cli", command],
-                 settings.run_dir / "logs" / f"{command}.log", env=settings_env(settings), stop_timeout=20).start()
+                 settings.run_dir / "logs" / f"{command}.log", env=settings.as_env(), stop_timeout=20).start()
 
 
 def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],

@@ -69,16 +69,7 @@ def pipeline_settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as BACKBONE_* variables, for child processes."""
-    env = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None:
-            continue
-        if name in ("pii_key", "clickhouse_password"):
-            value = getattr(settings, name).get_secret_value()
-        env[f"BACKBONE_{name.upper()}"] = str(value)
-    return env
-
+    return settings.as_env()
 
 @pytest.fixture
 def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
