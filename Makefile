@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DURATION ?=
 DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
 
-.PHONY: setup demo test bench lint clean-data
+.PHONY: setup demo test test-unit bench lint clean-data
 
 $(STAMP): pyproject.toml scripts/setup.sh infra/maven/pom.xml
 	bash scripts/setup.sh
@@ -18,9 +18,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/backbone demo $(DEMO_ARGS)
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# Everything: the linters, then every test against the real services.
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The fast tests alone (no local stack): under a minute.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
@@ -29,8 +33,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.adapters_files_push
 	$(BIN)/python -m bench.adapters_freshness
 
+# Style, and the layout's import contract (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean-data:
 	rm -rf var

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from backbone.adapters import build_adapter
+from producers.service import build_adapter
 
 
 def save_results(name: str, results: dict) -> None:

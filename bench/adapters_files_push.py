@@ -28,16 +28,18 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from backbone.bootstrap import bootstrap
-from backbone.catalog import catalog_for
-from backbone.procs import Child, free_port
-from backbone.reference import load_regions, villages
+from backbone.net import free_port
+from backbone.runstate import read_state
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
-from backbone.stack import LocalStack, read_state
 from bench import save_results
-from producers.licensing import LicensingOffice
-from producers.source_writers_files import CsvDropWriter
-from producers.source_writers_push import PushClient
+from contract.bootstrap import bootstrap
+from contract.catalog import catalog_for
+from contract.reference import load_regions, villages
+from devstack.procs import Child
+from devstack.stack import LocalStack
+from simulators.licensing import LicensingOffice
+from simulators.writers.files import CsvDropWriter
+from simulators.writers.push import PushClient
 
 TOKEN_ENV = "BENCH_PUSH_TOKEN"
 TOKEN = "bench-push-token"
@@ -57,7 +59,7 @@ def _start_adapter(settings: Settings, system: str, metrics_port: int) -> Child:
     env = {**settings.as_env(), "BACKBONE_PRODUCER_METRICS_PORT": str(metrics_port), TOKEN_ENV: TOKEN}
     return Child(
         system,
-        [sys.executable, "-m", "backbone.cli", "adapters", "run", system],
+        [sys.executable, "-m", "cli.main", "adapters", "run", system],
         settings.run_dir / "logs" / f"{system}.log",
         env=env,
         stop_timeout=20,

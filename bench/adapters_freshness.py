@@ -17,11 +17,11 @@ import clickhouse_connect
 from rich.console import Console
 from rich.table import Table
 
-from backbone.catalog import catalog_for
-from backbone.demo import run_demo
-from backbone.demo_sources import ARRANGEMENT
 from backbone.settings import load_settings
 from bench import save_results
+from contract.catalog import catalog_for
+from devstack.demo import run_demo
+from devstack.demo_sources import ARRANGEMENT
 
 WARM_UP_SECONDS = 15  # processor and sink start-up; rows changed before are left out
 

@@ -23,15 +23,15 @@ from shutil import rmtree
 
 import yaml
 
-from backbone.bootstrap import bootstrap
-from backbone.catalog import catalog_for
-from backbone.localdb_mariadb import LocalMariaDB
-from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
-from backbone.stack import LocalStack
 from bench import TimedAdapterRun, save_results
-from producers.licensing import LicensingOffice
-from producers.source_writers_mariadb import MariaDbSourceWriter
+from contract.bootstrap import bootstrap
+from contract.catalog import catalog_for
+from contract.reference import load_regions, villages
+from devstack.mariadb import LocalMariaDB
+from devstack.stack import LocalStack
+from simulators.licensing import LicensingOffice
+from simulators.writers.mariadb import MariaDbSourceWriter
 
 PASSWORD_ENV = "BENCH_MARIADB_PASSWORD"
 SYSTEM = "bench-mariadb-binlog"

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import yaml
 
-from backbone.bootstrap import bootstrap
-from backbone.catalog import catalog_for
-from backbone.localdb_postgres import LocalPostgres
-from backbone.reference import load_regions, villages
 from backbone.settings import PROJECT_ROOT, load_settings
-from backbone.stack import LocalStack
 from bench import TimedAdapterRun, save_results
-from producers.licensing import LicensingOffice
-from producers.source_writers import PostgresSourceWriter
+from contract.bootstrap import bootstrap
+from contract.catalog import catalog_for
+from contract.reference import load_regions, villages
+from devstack.postgres import LocalPostgres
+from devstack.stack import LocalStack
+from simulators.licensing import LicensingOffice
+from simulators.writers.postgres import PostgresSourceWriter
 
 PASSWORD_ENV = "BENCH_PG_PASSWORD"
 

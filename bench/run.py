@@ -28,14 +28,15 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from backbone.bootstrap import bootstrap
-from backbone.catalog import Entity, catalog_for
 from backbone.errors import UserError
-from backbone.procs import Child, free_port
-from backbone.progress import scrape
+from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
-from backbone.stack import LocalStack
-from producers.simulate import run_simulator, run_simulators
+from contract.bootstrap import bootstrap
+from contract.catalog import Entity, catalog_for
+from devstack.procs import Child
+from devstack.progress import scrape
+from devstack.stack import LocalStack
+from simulators.simulate import run_simulator, run_simulators
 
 TABLE = "licensing_permit_application"
 OUT, FAILED = "backbone_events_out", "backbone_events_failed"  # counter families, per stage and topic
@@ -111,7 +112,7 @@ def stored(settings: Settings, where: str = "") -> int:
 
 
 def start_child(settings: Settings, command: str) -> Child:
-    return Child(command, [sys.executable, "-m", "backbone.cli", command],
+    return Child(command, [sys.executable, "-m", "cli.main", command],
                  settings.run_dir / "logs" / f"{command}.log", env=settings.as_env(), stop_timeout=20).start()
 
 

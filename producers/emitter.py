@@ -12,12 +12,12 @@ import fastavro
 from confluent_kafka import KafkaError, Producer
 
 from backbone import metrics
-from backbone.avro import Registry, encode, subject_for
-from backbone.catalog import Entity
-from backbone.contract import event_id
 from backbone.errors import ServiceUnavailable
-from backbone.schemas import entity_value_schema
 from backbone.settings import Settings
+from contract.catalog import Entity
+from contract.codec import Registry, encode, subject_for
+from contract.rules import event_id
+from contract.subjects import entity_value_schema
 
 
 @dataclass

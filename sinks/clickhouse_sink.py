@@ -15,25 +15,18 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from backbone import metrics
-from backbone.avro import Registry, UndecodableMessage, decode, schema_id_of
-from backbone.bootstrap import preflight
-from backbone.catalog import Catalog, catalog_for
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
-from backbone.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
+from contract.bootstrap import preflight
+from contract.catalog import Catalog, catalog_for
+from contract.codec import Registry, UndecodableMessage, decode, schema_id_of
+from contract.deadletter import RawEvent, dead_letter, header
+from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from sinks import ddl
 from sinks.store import connect
-from stream_processors.cleaning import RawEvent, dead_letter
 
 STAGE = "sink"
 log = logging.getLogger(__name__)
-
-
-def _header(msg: Message, name: str) -> str:
-    for key, value in msg.headers() or ():
-        if key == name:
-            return value.decode(errors="replace") if value else ""
-    return ""
 
 
 class TableWriter:
@@ -123,14 +116,14 @@ class Sink:
             metrics.EVENTS_IN.labels(STAGE, topic).inc()
             if topic in self.dlq_topics:
                 row = [
-                    _header(msg, "error.stage"),
-                    _header(msg, "error.reason"),
-                    _header(msg, "source.topic"),
-                    int(_header(msg, "source.partition") or -1),
-                    int(_header(msg, "source.offset") or -1),
+                    header(msg.headers(), "error.stage"),
+                    header(msg.headers(), "error.reason"),
+                    header(msg.headers(), "source.topic"),
+                    int(header(msg.headers(), "source.partition") or -1),
+                    int(header(msg.headers(), "source.offset") or -1),
                     (msg.key() or b"").decode(errors="replace"),
                     msg.value() or b"",
-                    _parse_ts(_header(msg, "error.ts")) or now,
+                    _parse_ts(header(msg.headers(), "error.ts")) or now,
                     topic,
                     msg.partition(),
                     msg.offset(),

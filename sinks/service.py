@@ -6,8 +6,8 @@ import logging
 import signal
 
 from backbone import metrics
+from backbone.runstate import write_state
 from backbone.settings import Settings
-from backbone.stack import write_state
 from sinks.clickhouse_sink import open_sink
 from sinks.query_server import QueryServer
 from sinks.store import connect

@@ -12,23 +12,14 @@ from typing import Any
 import fastavro
 
 from backbone import metrics
-from backbone.avro import Registry, UndecodableMessage, decode, encode, schema_id_of, subject_for
-from backbone.catalog import Catalog, Entity
-from backbone.contract import PayloadRules, Rejected, clean_event
-from backbone.schemas import payload_of
-from backbone.topics import DLQ_PROCESSOR
+from contract.catalog import Catalog, Entity
+from contract.codec import Registry, UndecodableMessage, decode, encode, schema_id_of, subject_for
+from contract.deadletter import Output, RawEvent, dead_letter
+from contract.rules import PayloadRules, Rejected, clean_event
+from contract.subjects import payload_of
+from contract.topics import DLQ_PROCESSOR
 
 STAGE = "processor"
-
-
-@dataclass
-class RawEvent:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int | None = None
 
 
 @dataclass
@@ -39,31 +30,6 @@ class Plan:
     rules: PayloadRules
     clean_id: int
     clean_parsed: Any
-
-
-@dataclass
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] | None = None
-
-
-def dead_letter(event: RawEvent, reason: str, stage: str, topic: str) -> Output:
-    """The original bytes, untouched, with the reason and origin in headers."""
-    return Output(
-        topic,
-        event.key,
-        event.value or b"",
-        [
-            ("error.stage", stage.encode()),
-            ("error.reason", reason.encode()),
-            ("source.topic", event.topic.encode()),
-            ("source.partition", str(event.partition).encode()),
-            ("source.offset", str(event.offset).encode()),
-            ("error.ts", datetime.now(UTC).isoformat().encode()),
-        ],
-    )
 
 
 class Cleaner:

@@ -17,13 +17,14 @@ from faust.tables import GlobalTable
 from faust.types import TP
 
 from backbone import metrics
-from backbone.avro import Registry
-from backbone.bootstrap import preflight
-from backbone.catalog import catalog_for
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
-from backbone.topics import DLQ_PROCESSOR, REF_REGIONS, named
-from stream_processors.cleaning import STAGE, Cleaner, Output, RawEvent
+from contract.bootstrap import preflight
+from contract.catalog import catalog_for
+from contract.codec import Registry
+from contract.deadletter import Output, RawEvent
+from contract.topics import DLQ_PROCESSOR, REF_REGIONS, named
+from stream_processors.cleaning import STAGE, Cleaner
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
 log = logging.getLogger(__name__)

@@ -7,18 +7,28 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from backbone.bootstrap import bootstrap
-from backbone.procs import Child, free_port
+from backbone.net import free_port
 from backbone.settings import Settings, load_settings
-from backbone.stack import LocalStack, StackAddresses
+from contract.bootstrap import bootstrap
+from devstack.procs import Child
+from devstack.stack import LocalStack, StackAddresses
 
 _counter = itertools.count(1)
+
+# A test that needs the real local stack is an integration test, whatever its folder says:
+# `make test-unit` (-m "not integration") runs the rest in well under a minute.
+_STACK_FIXTURES = {"local_stack", "stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +78,6 @@ def pipeline_settings(make_settings: Callable[..., Settings]) -> Settings:
     return settings
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    return settings.as_env()
-
 @pytest.fixture
 def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     """Start `backbone <args>` as a real child process; all are stopped after the test."""
@@ -85,9 +92,9 @@ def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         }
         child = Child(
             args[0],
-            [sys.executable, "-m", "backbone.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             settings.run_dir / "logs" / f"{args[0]}-{len(started)}.log",
-            env={**settings_env(settings), **extra, **env},
+            env={**settings.as_env(), **extra, **env},
             stop_timeout=20,
         )
         started.append(child.start())
@@ -96,21 +103,3 @@ def stage_process(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     yield start
     for child in reversed(started):
         child.stop()
-
-
-def wait_for(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25, alive: tuple[Child, ...] = ()
-) -> object:
-    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds, or at once when
-    one of the `alive` processes has exited."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        for child in alive:
-            if not child.alive():
-                raise AssertionError(f"{child.name} exited while waiting for {what}:\n{child.log_tail(30)}")
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")

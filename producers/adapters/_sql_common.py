@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from backbone.catalog import Entity
 from backbone.errors import ConfigError
+from contract.catalog import Entity
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 DRIVERS = ("postgres", "mariadb", "mysql")

@@ -22,11 +22,12 @@ from typing import Any
 from confluent_kafka import Producer
 
 from backbone import metrics
-from backbone.avro import Registry
-from backbone.catalog import SourceSystem
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.settings import Settings
-from backbone.topics import DLQ_ADAPTER, named
+from contract.catalog import SourceSystem
+from contract.codec import Registry
+from contract.deadletter import dead_letter_headers
+from contract.topics import DLQ_ADAPTER, named
 from producers.emitter import Change, ChangeEmitter
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,7 @@ class SourceAdapter(ABC):
 
     def reject(self, reason: str, original: bytes, key: bytes | None = None, origin: str = "") -> None:
         """A source record that cannot become an event: to dlq.adapter with the reason and its bytes."""
-        headers = [
-            ("error.stage", b"adapter"),
-            ("error.reason", reason.encode()),
-            ("source.topic", f"{self.system.system}:{origin}".encode()),
-            ("source.partition", b"-1"),
-            ("source.offset", b"-1"),
-            ("error.ts", datetime.now(UTC).isoformat().encode()),
-        ]
+        headers = dead_letter_headers("adapter", reason, f"{self.system.system}:{origin}", -1, -1)
         while True:
             try:
                 self._dlq.produce(self.dlq_topic, value=original, key=key, headers=headers)

@@ -70,12 +70,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backbone import metrics
-from backbone.avro import Registry
-from backbone.catalog import SourceSystem
-from backbone.coerce import FieldErrors, coerce_record, coerce_value
-from backbone.contract import PayloadRules
 from backbone.errors import ConfigError
 from backbone.settings import Settings
+from contract.catalog import SourceSystem
+from contract.codec import Registry
+from contract.coerce import FieldErrors, coerce_record, coerce_value
+from contract.rules import PayloadRules
 from producers.adapters.base import SourceAdapter
 from producers.emitter import Change
 

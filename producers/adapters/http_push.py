@@ -5,7 +5,7 @@ every event of the request.
 Catalog `adapter:` fields (kind: http_push):
   host                 address to listen on (default 127.0.0.1)
   port                 TCP port; 0 (the default) picks a free one. The bound base URL is written to the run
-                       folder's stack.json as `push_<system>_url` (backbone.stack.read_state).
+                       folder's stack.json as `push_<system>_url` (devstack.stack.read_state).
   token_env            name of the environment variable holding this system's bearer token (required;
                        the token itself never appears in the catalog). Unset or empty: ConfigError at start.
   max_body_bytes       largest request body accepted (default 1048576 = 1 MiB); larger: 413
@@ -33,8 +33,8 @@ API (one adapter serves one system; its entities are the catalog's):
   GET /health          liveness: {"status": "ok", "system", "pending"}
 
 Validation is all-or-nothing per request: every record is coerced strictly against the entity's payload
-schema (backbone.coerce.coerce_record: unknown fields refused) and checked with the processor's own rules
-(backbone.contract.clean_event: required fields, minimums, region codes, initial states and lifecycle
+schema (contract.coerce.coerce_record: unknown fields refused) and checked with the processor's own rules
+(contract.rules.clean_event: required fields, minimums, region codes, initial states and lifecycle
 transitions), so a record the backbone would dead-letter is refused at the door, where the sender can fix
 it. One bad record refuses the whole request, and nothing of it is emitted. Refused requests are answered,
 not dead-lettered: the sender still holds the data.
@@ -70,14 +70,14 @@ from aiohttp import web
 from confluent_kafka import KafkaError
 
 from backbone import metrics
-from backbone.avro import Registry, encode
-from backbone.catalog import Entity, SourceSystem
-from backbone.coerce import FieldErrors, coerce_record
-from backbone.contract import PayloadRules, Rejected, clean_event, event_id
 from backbone.errors import ConfigError
-from backbone.reference import load_regions
+from backbone.runstate import write_state
 from backbone.settings import Settings
-from backbone.stack import write_state
+from contract.catalog import Entity, SourceSystem
+from contract.codec import Registry, encode
+from contract.coerce import FieldErrors, coerce_record
+from contract.reference import load_regions
+from contract.rules import PayloadRules, Rejected, clean_event, event_id
 from producers.adapters.base import SourceAdapter
 from producers.emitter import Change
 

@@ -25,7 +25,7 @@ The server must run with log_bin, binlog_format=ROW, binlog_row_image=FULL and b
 (column names travel in the log, so rows decode correctly after an ALTER TABLE); the adapter checks them.
 
 Rows become the entity's payload by column name: columns that are not fields are ignored (with a
-warning at start), values are coerced with backbone.coerce (DATETIME columns hold UTC); a row that
+warning at start), values are coerced with contract.coerce (DATETIME columns hold UTC); a row that
 does not fit goes to dlq.adapter with the reason and the row as JSON.
 
 Positions: "<binlog file index, 8 digits>:<end position of the rows event, 10 digits>:<row in the
@@ -65,9 +65,9 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from backbone import metrics
-from backbone.catalog import Entity
-from backbone.coerce import FieldErrors, coerce_record
 from backbone.errors import ConfigError
+from contract.catalog import Entity
+from contract.coerce import FieldErrors, coerce_record
 from producers.adapters.base import SourceAdapter
 from producers.emitter import Change
 

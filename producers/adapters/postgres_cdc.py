@@ -73,10 +73,10 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from backbone import metrics
-from backbone.catalog import Entity, SourceSystem
-from backbone.coerce import FieldErrors, coerce_record
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.settings import Settings
+from contract.catalog import Entity, SourceSystem
+from contract.coerce import FieldErrors, coerce_record
 from producers.adapters import _sql_common as common
 from producers.adapters.base import SourceAdapter
 from producers.emitter import Change

@@ -78,10 +78,10 @@ from pathlib import Path
 from typing import Any
 
 from backbone import metrics
-from backbone.catalog import Entity, SourceSystem
-from backbone.coerce import FieldErrors, coerce_record, coerce_value
 from backbone.errors import ConfigError
 from backbone.settings import Settings
+from contract.catalog import Entity, SourceSystem
+from contract.coerce import FieldErrors, coerce_record, coerce_value
 from producers.adapters import _sql_common as common
 from producers.adapters.base import SourceAdapter
 from producers.emitter import Change

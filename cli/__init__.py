@@ -1,0 +1,1 @@
+"""The `backbone` command line: the one module allowed to import every stage."""

@@ -1,0 +1,289 @@
+"""The `backbone` command. User mistakes and unreachable services print one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import requests
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from backbone.errors import UserError
+from backbone.settings import Settings, get_settings, load_settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Open-government event backbone."
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per registry request is noise at info level.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def prepare() -> None:
+    """Resolve the local stack's jars with Maven (cached outside the repo)."""
+    from devstack.stack import prepare as resolve
+
+    classpath, apicurio = resolve(_settings())
+    out.print(f"Kafka classpath: {len(classpath.split(':'))} jars; Apicurio Registry: {apicurio}")
+
+
+@app.command()
+def init() -> None:
+    """Create the topics, register the schemas and publish the reference data."""
+    from contract.bootstrap import bootstrap
+
+    report = bootstrap(_settings())
+    out.print(
+        f"topics created: {len(report.topics_created)}; subjects: {len(report.subjects)}; regions: {report.regions}"
+    )
+
+
+@app.command()
+def simulate(
+    systems: Annotated[list[str], typer.Argument(help="simulated systems or domains (e.g. licensing), or all")],
+    rate: Annotated[float, typer.Option(help="changes per second (0 = as fast as possible)")] = 20.0,
+    count: Annotated[int | None, typer.Option(help="stop after this many changes")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 1,
+) -> None:
+    """Run a simulated departmental system that produces change events."""
+    from simulators.simulate import run_simulators
+
+    settings = _settings()
+    _logging(settings)
+    sent = run_simulators(settings, systems, rate=rate, count=count, duration=duration, bad_ratio=bad_ratio, seed=seed)
+    for system, n in sent.items():
+        err.print(f"{system}: {n} change events acknowledged")
+
+
+@app.command()
+def processor() -> None:
+    """Run the Faust worker: validate, enrich and pseudonymise cdc.* into clean.*."""
+    from stream_processors.service import run_processor
+
+    run_processor(_settings())
+
+
+@app.command()
+def sink() -> None:
+    """Run the ClickHouse sink and its read-only query endpoint."""
+    from sinks.service import run_sink
+
+    settings = _settings()
+    _logging(settings)
+    run_sink(settings)
+
+
+def _query_url(settings: Settings) -> str | None:
+    from backbone.runstate import read_state
+
+    if settings.query_port:
+        return f"http://127.0.0.1:{settings.query_port}/"
+    return read_state(settings.run_dir).get("query_url")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help='a read-only statement, e.g. "SELECT count() FROM ..."')],
+    raw: Annotated[bool, typer.Option("--raw", help="print tab-separated values instead of a table")] = False,
+) -> None:
+    """Query the live store through the running sink's read-only endpoint."""
+    settings = _settings()
+    url = _query_url(settings)
+    if not url:
+        raise UserError(
+            "no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT"
+        )
+    try:
+        resp = requests.post(
+            url,
+            params={"default_format": "TabSeparated" if raw else "JSONCompact"},
+            data=query.encode(),
+            timeout=settings.query_timeout_seconds + 5,
+        )
+    except requests.ConnectionError:
+        raise UserError(f"the query endpoint {url} does not answer", hint="is the demo or the sink running?") from None
+    if resp.status_code != 200:
+        raise UserError(f"query failed (HTTP {resp.status_code}): {resp.text.strip()}")
+    if raw:
+        sys.stdout.write(resp.text)
+        return
+    try:
+        data = resp.json()
+    except ValueError:  # the query named its own FORMAT
+        sys.stdout.write(resp.text)
+        return
+    table = Table(*[m["name"] for m in data["meta"]], header_style="bold")
+    for row in data["data"]:
+        table.add_row(*[json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else str(v) for v in row])
+    out.print(table)
+    err.print(f"{data.get('rows', len(data['data']))} rows in {data.get('statistics', {}).get('elapsed', 0):.3f}s")
+
+
+adapters = typer.Typer(no_args_is_help=True, help="Source adapters of departmental systems.")
+app.add_typer(adapters, name="adapters")
+
+
+@adapters.command("run")
+def adapters_run(system: Annotated[str, typer.Argument(help="the system's name in the catalog")]) -> None:
+    """Run one system's adapter, as its catalog file configures it, until SIGTERM or Ctrl-C."""
+    from producers.service import run_adapter
+
+    settings = _settings()
+    _logging(settings)
+    run_adapter(settings, system)
+
+
+sources = typer.Typer(no_args_is_help=True, help="The source catalog: one file per departmental system.")
+schemas = typer.Typer(no_args_is_help=True, help="Schemas in the repo against the registry.")
+app.add_typer(sources, name="sources")
+app.add_typer(schemas, name="schemas")
+
+
+@sources.command("validate")
+def sources_validate() -> None:
+    """Check every catalog file; report each problem with file, line and field."""
+    from contract.catalog import validate_catalog
+
+    settings = _settings()
+    results = validate_catalog(settings.catalog_dir, settings.schemas_dir)
+    for path, problem in results:
+        if problem is None:
+            out.print(f"[green]ok[/]      {path}", highlight=False)
+        else:
+            out.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
+    if any(problem for _, problem in results):
+        raise typer.Exit(1)
+
+
+@sources.command("list")
+def sources_list() -> None:
+    """Every system in the catalog, with its entities and, when Kafka is reachable, its event count."""
+    from contract.catalog import catalog_for
+    from contract.topics import topic_message_counts
+
+    settings = _settings()
+    catalog = catalog_for(settings)
+    counts = topic_message_counts(settings, [e.cdc_topic for e in catalog.entities])
+    table = Table("system", "domain", "department", "adapter", "entities", "freshness", "status", header_style="bold")
+    for system in catalog.systems:
+        events = [counts.get(e.cdc_topic) for e in system.entities] if counts else []
+        if not counts:
+            status = "not connected" if not settings.kafka_bootstrap else "broker unreachable"
+        elif any(n is None for n in events):
+            status = "topics missing (run backbone init)"
+        else:
+            status = f"{sum(events):,} events"
+        table.add_row(
+            system.system,
+            system.domain,
+            system.department,
+            system.adapter.get("kind", "?"),
+            ", ".join(e.name for e in system.entities),
+            f"{system.freshness_seconds} s",
+            status,
+        )
+    out.print(table)
+
+
+def _schema_reports(register: bool) -> None:
+    from contract.catalog import catalog_for
+    from contract.codec import Registry
+    from contract.subjects import check_catalog, register_catalog
+
+    settings = _settings()
+    registry = Registry(settings.registry_url)
+    catalog = catalog_for(settings)
+    reports = register_catalog(registry, catalog, settings) if register else check_catalog(registry, catalog, settings)
+    for report in reports:
+        mark = "[green]ok[/]          " if report.ok else "[red]incompatible[/]"
+        out.print(f"{mark} {report.subject}: {report.message}", highlight=False, soft_wrap=True)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Compare every schema in the repo with the registry's subjects (compatible or not, and why)."""
+    _schema_reports(register=False)
+
+
+@schemas.command("register")
+def schemas_register() -> None:
+    """Register every schema (refused with the reason when incompatible)."""
+    _schema_reports(register=True)
+
+
+@app.command()
+def status() -> None:
+    """Show what the running demo serves and each stage's counters."""
+    from devstack.progress import collect, render
+
+    settings = _settings()
+    out.print(render(collect(settings.run_dir)))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
+    rate: Annotated[float, typer.Option(help="simulated changes per second")] = 20.0,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.02,
+    direct: Annotated[bool, typer.Option(help="simulators produce straight to Kafka (no source databases)")] = False,
+) -> None:
+    """Start the local stack, the departmental sources and the pipeline, with live progress."""
+    from devstack.demo import run_demo
+
+    run_demo(_settings(), duration=duration, rate=rate, bad_ratio=bad_ratio, direct=direct)
+
+
+@app.command()
+def offices(
+    rate: Annotated[float, typer.Option(help="changes per second per office")] = 20.0,
+    bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 1,
+) -> None:
+    """Simulated offices writing into their own systems (databases, drop folder, push endpoint)."""
+    from simulators.offices import run_offices
+
+    settings = _settings()
+    _logging(settings)
+    run_offices(settings, rate=rate, bad_ratio=bad_ratio, seed=seed)
+
+
+def main() -> None:
+    try:
+        load_settings()  # bad settings: one clear line before anything starts
+        app(standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors of the command line (typer vendors its own click, so match by shape).
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Every topic, created explicitly with its partitions and cleanup policy before anything produces
+(auto-creation would give one partition and Faust would then refuse its tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from backbone.errors import ServiceUnavailable
+from backbone.net import port_open
+from backbone.settings import Settings
+from contract.catalog import Catalog
+
+REF_REGIONS = "ref.regions"
+DLQ_ADAPTER = "dlq.adapter"
+DLQ_PROCESSOR = "dlq.processor"
+DLQ_SINK = "dlq.sink"
+ALERTS = "alerts"
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def named(settings: Settings, base: str) -> str:
+    """A shared topic's name under the configured prefix."""
+    return settings.topic_prefix + base
+
+
+def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
+    n = settings.topic_partitions
+    plan = [
+        TopicSpec(named(settings, REF_REGIONS), 1, {"cleanup.policy": "compact"}),
+        # Dead letters are kept four weeks: long enough for a department to fix and replay.
+        TopicSpec(named(settings, DLQ_ADAPTER), 1, {"retention.ms": str(4 * WEEK_MS)}),
+        TopicSpec(named(settings, DLQ_PROCESSOR), 1, {"retention.ms": str(4 * WEEK_MS)}),
+        TopicSpec(named(settings, DLQ_SINK), 1, {"retention.ms": str(4 * WEEK_MS)}),
+        TopicSpec(named(settings, ALERTS), 1, {"retention.ms": str(WEEK_MS)}),
+    ]
+    for entity in catalog.entities:
+        plan.append(TopicSpec(entity.cdc_topic, n, {"retention.ms": str(WEEK_MS)}))
+        plan.append(TopicSpec(entity.clean_topic, n, {"retention.ms": str(WEEK_MS)}))
+    return plan
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+
+
+def check_broker(bootstrap: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when the broker cannot be reached (librdkafka would retry forever)."""
+    if not bootstrap:
+        raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    hosts = [h.strip().rsplit(":", 1) for h in bootstrap.split(",") if h.strip()]
+    if hosts and not any(len(h) == 2 and h[1].isdigit() and port_open(h[0], int(h[1])) for h in hosts):
+        # Nothing listens at all: say so at once rather than after librdkafka's retries.
+        raise ServiceUnavailable(
+            f"Kafka at {bootstrap} is unreachable: connection refused",
+            hint="check BACKBONE_KAFKA_BOOTSTRAP and that the broker runs",
+        )
+    quiet = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 10000})
+    try:
+        quiet.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceUnavailable(
+            f"Kafka at {bootstrap} is unreachable: {exc.args[0].str() if exc.args else exc}",
+            hint="check BACKBONE_KAFKA_BOOTSTRAP and that the broker runs",
+        ) from None
+
+
+def ensure_topics(bootstrap: str, plan: list[TopicSpec], replication: int = 1) -> list[str]:
+    """Create missing topics and grow partitions where the plan asks for more. Returns created names."""
+    check_broker(bootstrap)
+    admin = admin_client(bootstrap)
+    existing = admin.list_topics(timeout=10).topics
+    created = []
+    new = [TopicSpec(s.name, s.partitions, s.config) for s in plan if s.name not in existing]
+    if new:
+        futures = admin.create_topics(
+            [NewTopic(s.name, s.partitions, replication, config=s.config) for s in new], operation_timeout=30
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise ServiceUnavailable(f"cannot create topic {name}: {exc.args[0].str()}") from None
+    grow = [
+        NewPartitions(s.name, s.partitions)
+        for s in plan
+        if s.name in existing and len(existing[s.name].partitions) < s.partitions
+    ]
+    if grow:
+        for future in admin.create_partitions(grow).values():
+            future.result()
+    return created
+
+
+def topic_message_counts(settings: Settings, topics: list[str]) -> dict[str, int | None] | None:
+    """Messages per topic (sum of end offsets); None per missing topic; None overall if no broker."""
+    if not settings.kafka_bootstrap:
+        return None
+    from confluent_kafka import Consumer, TopicPartition
+
+    try:
+        metadata = admin_client(settings.kafka_bootstrap).list_topics(timeout=5)
+    except KafkaException:
+        return None
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "backbone-status"})
+    try:
+        counts: dict[str, int | None] = {}
+        for topic in topics:
+            if topic not in metadata.topics:
+                counts[topic] = None
+                continue
+            counts[topic] = sum(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for p in metadata.topics[topic].partitions
+            )
+        return counts
+    finally:
+        consumer.close()

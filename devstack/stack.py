@@ -1,0 +1,279 @@
+"""The local stack: Apache Kafka (KRaft, single node) and Apicurio Registry (kafkasql storage),
+their jars resolved by Maven into caches outside the repo, run with Java on free loopback ports."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from backbone.errors import ConfigError, ServiceUnavailable
+from backbone.net import free_port, port_open
+from backbone.settings import PROJECT_ROOT, Settings
+from devstack.procs import Child, wait_until
+
+POM = PROJECT_ROOT / "infra" / "maven" / "pom.xml"
+KAFKA_LOG4J = PROJECT_ROOT / "infra" / "kafka" / "log4j2.properties"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backbone"
+
+
+def java_version(java_home: Path) -> int | None:
+    release = java_home / "release"
+    if release.is_file():
+        match = re.search(r'JAVA_VERSION="(\d+)', release.read_text())
+        if match:
+            return int(match.group(1))
+    java = java_home / "bin" / "java"
+    if not java.exists():
+        return None
+    out = subprocess.run([str(java), "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    return int(match.group(1)) if match else None
+
+
+def find_java(minimum: int, preferred: Path | None, setting: str) -> Path:
+    """A JDK home of at least `minimum`: the setting, JAVA_HOME, the java on PATH, /usr/lib/jvm/*."""
+    if preferred is not None:
+        version = java_version(preferred)
+        if version is None or version < minimum:
+            raise ConfigError(f"{setting}={preferred}: needs Java {minimum} or newer, found {version or 'no java'}")
+        return preferred
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(Path(os.environ["JAVA_HOME"]))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(os.path.realpath(on_path)).parent.parent)
+    jvm = Path("/usr/lib/jvm")
+    if jvm.is_dir():
+        candidates += sorted((p for p in jvm.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True)
+    for home in candidates:
+        version = java_version(home)
+        if version and version >= minimum:
+            return home
+    raise ConfigError(
+        f"no Java {minimum} or newer found (looked at JAVA_HOME, PATH and /usr/lib/jvm)",
+        hint=f"install a JDK {minimum}+ and set {setting}",
+    )
+
+
+def _mvn(*args: str) -> None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise ConfigError("Maven (mvn) is not installed", hint="run `make setup`, which installs it with apt-get")
+    proc = subprocess.run([mvn, "-B", "-q", "-f", str(POM), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+        raise ServiceUnavailable(f"Maven could not resolve the local stack's jars ({' '.join(args[:1])}):\n{tail}")
+
+
+def kafka_classpath(version: str) -> str:
+    target = cache_dir() / f"kafka-{version}.classpath"
+    if not target.is_file() or not all(Path(p).is_file() for p in target.read_text().split(":")):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _mvn("dependency:build-classpath", f"-Dkafka.version={version}", f"-Dmdep.outputFile={target}")
+    return target.read_text().strip()
+
+
+def apicurio_home(version: str) -> Path:
+    target = cache_dir() / f"apicurio-registry-{version}"
+    if not (target / "quarkus-run.jar").is_file():
+        tmp = target.parent / f"{target.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Markers inside tmp: the plugin would otherwise skip an artifact it unpacked elsewhere before.
+        _mvn(
+            "dependency:unpack",
+            f"-Dapicurio.version={version}",
+            f"-DoutputDirectory={tmp}",
+            f"-DmarkersDirectory={tmp}/.markers",
+        )
+        if not (tmp / "quarkus-run.jar").is_file():
+            raise ServiceUnavailable(f"Maven unpacked Apicurio Registry {version} but {tmp}/quarkus-run.jar is missing")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
+def prepare(settings: Settings) -> tuple[str, Path]:
+    """Resolve (download once) the Kafka classpath and the Apicurio distribution."""
+    return kafka_classpath(settings.kafka_version), apicurio_home(settings.apicurio_version)
+
+
+@dataclass
+class StackAddresses:
+    kafka_bootstrap: str
+    registry_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {"BACKBONE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "BACKBONE_REGISTRY_URL": self.registry_url}
+
+
+class LocalStack:
+    """Kafka and the registry for one run folder. Data stays in the folder between runs."""
+
+    def __init__(self, settings: Settings, run_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.run_dir = run_dir or settings.run_dir
+        self.kafka: Child | None = None
+        self.registry: Child | None = None
+        self.addresses: StackAddresses | None = None
+
+    # -- Kafka ---------------------------------------------------------------------------------
+    def _kafka_config(self, broker_port: int, controller_port: int) -> Path:
+        data = self.run_dir / "kafka" / "data"
+        config = self.run_dir / "kafka" / "server.properties"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    # Static quorum: the endpoint comes from this file, so ports may change between runs.
+                    f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    # Every topic is created explicitly with its partitions and cleanup policy.
+                    "auto.create.topics.enable=false",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "log.retention.hours=168",
+                    "log.segment.bytes=67108864",
+                ]
+            )
+            + "\n"
+        )
+        return config
+
+    def start_kafka(self, java_home: Path, classpath: str) -> str:
+        broker_port, controller_port = free_port(), free_port()
+        config = self._kafka_config(broker_port, controller_port)
+        java = str(java_home / "bin" / "java")
+        common = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}"]
+        data = self.run_dir / "kafka" / "data"
+        if not (data / "meta.properties").is_file():
+            # Passed as --cluster-id=...: a random id may start with "-".
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(
+                [*common, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+                capture_output=True,
+                text=True,
+            )
+            if fmt.returncode != 0:
+                raise ServiceUnavailable(f"formatting Kafka storage in {data} failed: {fmt.stdout}{fmt.stderr}")
+        self.kafka = Child(
+            "kafka",
+            [
+                *common,
+                f"-Xmx{self.settings.kafka_heap}",
+                f"-Xms{self.settings.kafka_heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "kafka.Kafka",
+                str(config),
+            ],
+            self.run_dir / "logs" / "kafka.log",
+            stop_timeout=30,
+        ).start()
+        self._wait(self.kafka, lambda: port_open("127.0.0.1", broker_port), 90, "Kafka")
+        return f"127.0.0.1:{broker_port}"
+
+    def stop_kafka(self) -> None:
+        """Stop the broker (for outage tests); `restart_kafka` brings it back on the same port."""
+        if self.kafka is not None:
+            self.kafka.stop()
+
+    def restart_kafka(self) -> None:
+        if self.kafka is None:
+            raise ServiceUnavailable("Kafka was never started")
+        self.kafka.start()
+        port = int(self.addresses.kafka_bootstrap.rsplit(":", 1)[1]) if self.addresses else 0
+        self._wait(self.kafka, lambda: port_open("127.0.0.1", port), 90, "Kafka")
+
+    # -- Apicurio Registry ---------------------------------------------------------------------
+    def start_registry(self, java_home: Path, home: Path, bootstrap: str) -> str:
+        port = free_port()
+        self.registry = Child(
+            "registry",
+            [
+                str(java_home / "bin" / "java"),
+                f"-Xmx{self.settings.registry_heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Dquarkus.http.host=127.0.0.1",
+                f"-Dquarkus.http.port={port}",
+                # The management interface is fixed on at build time; keep it on loopback, on a free port.
+                "-Dquarkus.management.host=127.0.0.1",
+                f"-Dquarkus.management.port={free_port()}",
+                "-Dquarkus.log.level=WARN",
+                "-Dapicurio.storage.kind=kafkasql",
+                f"-Dapicurio.kafkasql.bootstrap.servers={bootstrap}",
+                "-jar",
+                str(home / "quarkus-run.jar"),
+            ],
+            self.run_dir / "logs" / "registry.log",
+            cwd=home,
+        ).start()
+        url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/subjects", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        self._wait(self.registry, ready, 180, "Apicurio Registry")
+        return url
+
+    def _wait(self, child: Child, condition, timeout: float, what: str) -> None:  # noqa: ANN001
+        def check() -> bool:
+            if not child.alive():
+                raise ServiceUnavailable(
+                    f"{what} exited during start-up; its log {child.log_path} ends with:\n{child.log_tail()}"
+                )
+            return condition()
+
+        try:
+            wait_until(check, timeout, what=what)
+        except TimeoutError:
+            child.stop()
+            raise ServiceUnavailable(
+                f"{what} did not start within {timeout:.0f}s; see {child.log_path}:\n{child.log_tail()}"
+            ) from None
+
+    # -- whole stack ---------------------------------------------------------------------------
+    def start(self) -> StackAddresses:
+        classpath, home = prepare(self.settings)
+        kafka_java = find_java(17, self.settings.java_home, "BACKBONE_JAVA_HOME")
+        registry_java = find_java(21, self.settings.registry_java_home, "BACKBONE_REGISTRY_JAVA_HOME")
+        try:
+            bootstrap = self.start_kafka(kafka_java, classpath)
+            registry = self.start_registry(registry_java, home, bootstrap)
+        except BaseException:
+            self.stop()
+            raise
+        self.addresses = StackAddresses(bootstrap, registry)
+        return self.addresses
+
+    def stop(self) -> None:
+        for child in (self.registry, self.kafka):
+            if child is not None:
+                child.stop()

@@ -1,0 +1,1 @@
+"""Writers that put simulated changes into real sources: PostgreSQL, MariaDB, drop folders, push."""

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import requests
+
+from backbone.settings import Settings
+from devstack.procs import Child
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return settings.as_env()
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25, alive: tuple[Child, ...] = ()
+) -> object:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds, or at once when
+    one of the `alive` processes has exited."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for child in alive:
+            if not child.alive():
+                raise AssertionError(f"{child.name} exited while waiting for {what}:\n{child.log_tail(30)}")
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def query(port: str, sql: str) -> str:
+    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.text
+
+
+def count(port: str, sql: str) -> int:
+    try:
+        return int(query(port, sql).strip() or 0)
+    except (requests.ConnectionError, AssertionError):
+        return -1

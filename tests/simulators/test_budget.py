@@ -1,0 +1,354 @@
+"""The simulated regency budget (BPKAD): deterministic, following the budget cycle, with seasonal
+absorption, valid under the contract unless asked otherwise, and storable in ClickHouse."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import clickhouse_connect
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simulators.budget as budget
+from backbone.settings import load_settings
+from contract.catalog import load_catalog
+from contract.codec import decode, encode
+from contract.reference import load_regions, villages
+from contract.rules import PayloadRules, Rejected, clean_event
+from contract.subjects import entity_value_schema
+from producers.emitter import Change, envelope_for
+from simulators.budget import RegionalBudget
+from simulators.simulate import simulator_class
+from sinks import ddl
+from sinks.clickhouse_sink import TableWriter
+from stream_processors.cleaning import Cleaner, Output, RawEvent
+
+SETTINGS = load_settings()
+REGIONS = load_regions(SETTINGS.regions_csv)
+VILLAGES = villages(REGIONS)
+SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-regional-budget")
+ENTITIES = {e.name: e for e in SYSTEM.entities}
+RULES = {name: PayloadRules.from_schema(e.payload_schema()) for name, e in ENTITIES.items()}
+VALUE_SCHEMAS = {name: fastavro.parse_schema(entity_value_schema(e, SETTINGS)) for name, e in ENTITIES.items()}
+CLEAN_SCHEMAS = {name: fastavro.parse_schema(rules.clean_schema()) for name, rules in RULES.items()}
+TRANSITIONS = RULES["budget_line"].transitions["stage"]
+SECRET = b"unit-test-key"
+FISCAL_YEAR = 2025
+START = datetime(FISCAL_YEAR, 3, 3, tzinfo=UTC)  # the cycle begins with drafting on 1 September 2024
+JAKARTA = timedelta(hours=7)
+# A cycle: drafting from September 2024, the fiscal year 2025 spent, next year's budget enacted.
+CYCLE = 7000
+
+
+def take(n: int, seed: int = 1, clock_start: datetime | None = START, **kwargs: Any) -> list[Change]:
+    return list(itertools.islice(RegionalBudget(VILLAGES, seed=seed, clock_start=clock_start, **kwargs).changes(), n))
+
+
+CACHE: dict[int, list[Change]] = {}
+
+
+def cycle(seed: int) -> list[Change]:
+    """A full budget cycle, computed once per seed."""
+    if seed not in CACHE:
+        CACHE[seed] = take(CYCLE, seed=seed)
+    return CACHE[seed]
+
+
+def essentials(batch: list[Change]) -> list[tuple]:
+    """Everything but ts_source (the wall clock at emission)."""
+    return [(c.op, c.key, c.position, c.entity, c.before, c.after) for c in batch]
+
+
+def envelope(change: Change) -> dict[str, Any]:
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITIES[change.entity or SYSTEM.entities[0].name], change)
+
+
+def clean(change: Change) -> dict[str, Any]:
+    entity = ENTITIES[change.entity]
+    return clean_event(envelope(change), RULES[entity.name], REGIONS, SECRET, entity.key)
+
+
+def bad_kinds(change: Change) -> set[str]:
+    """What is wrong with a change, judged from the schema's rules (independently of clean_event)."""
+    rules, state, kinds = RULES[change.entity], change.after, set()
+    if any(state[name] is not None and state[name] < 0 for name in rules.minimums):
+        kinds.add(f"negative_amount:{change.entity}")
+    if any(state[name] is None for name in rules.required):
+        kinds.add(f"missing_required:{change.entity}")
+    if change.op == "u":
+        for name, moves in rules.transitions.items():
+            old, new = change.before[name], state[name]
+            if old != new and new not in moves[old]:
+                kinds.add("impossible_transition")
+    return kinds
+
+
+def ceiling(line: dict) -> Decimal:
+    return line["revised_allocation"] if line["revised_allocation"] is not None else line["allocation"]
+
+
+def freeze(monkeypatch, now: datetime) -> None:
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return now
+
+    monkeypatch.setattr(budget, "datetime", Frozen)
+
+
+def test_the_catalog_names_this_simulator_and_its_entities():
+    assert SYSTEM.department == "BPKAD" and SYSTEM.domain == "budget"
+    assert simulator_class(SYSTEM) is RegionalBudget
+    assert ENTITIES["budget_line"].key == ("line_id",) and ENTITIES["realisation"].key == ("realisation_id",)
+    assert {c.entity for c in cycle(1)} == set(ENTITIES)
+
+
+def test_same_seed_and_start_give_the_same_changes():
+    assert essentials(take(3000, seed=5, start_seq=100)) == essentials(take(3000, seed=5, start_seq=100))
+    assert essentials(take(300, seed=5)) != essentials(take(300, seed=6))
+
+    def lines(batch: list[Change]) -> list[tuple]:
+        return [(c.after["account_code"], c.after["allocation"]) for c in batch if c.op == "c"]
+
+    assert lines(take(300, seed=5, start_seq=0)) != lines(take(300, seed=5, start_seq=1))
+
+
+def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
+    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
+    office_hours = essentials(take(1500, seed=3, clock_start=None))
+    freeze(monkeypatch, datetime(2025, 3, 3, 13, 0, tzinfo=UTC))  # Monday 20:00 in Jakarta
+    assert essentials(take(1500, seed=3, clock_start=None)) == office_hours
+
+
+def test_positions_strictly_increase_from_start_seq():
+    batch = take(3000, start_seq=41)
+    assert [int(c.position) for c in batch] == list(range(42, 3042))
+    assert all(len(c.position) == 12 for c in batch)
+    for change in batch:
+        if change.entity == "budget_line" and change.op == "c":
+            assert change.key == change.after["line_id"] == f"BPKAD-{change.position}"
+        elif change.entity == "realisation":
+            assert change.op == "c" and change.key == change.after["realisation_id"] == f"SP2D-{change.position}"
+
+
+def test_every_change_passes_the_contract_and_encodes():
+    for change in cycle(1):
+        assert not bad_kinds(change), change
+        fastavro.schemaless_writer(io.BytesIO(), VALUE_SCHEMAS[change.entity], envelope(change))
+        fastavro.schemaless_writer(io.BytesIO(), CLEAN_SCHEMAS[change.entity], clean(change))
+
+
+def test_budget_lines_follow_the_budget_cycle():
+    state: dict[str, dict] = {}
+    seen = set()
+    for change in cycle(2):
+        if change.entity != "budget_line":
+            continue
+        after = change.after
+        if change.op == "c":
+            assert change.key not in state and change.before is None and after["stage"] == "DRAFT"
+            assert after["revised_allocation"] is None
+        else:
+            before = change.before
+            assert change.op == "u" and before == state[change.key]
+            assert after["stage"] == before["stage"] or after["stage"] in TRANSITIONS[before["stage"]]
+            assert after["updated_at"] >= before["updated_at"]
+            if before["stage"] != "DRAFT":
+                assert after["allocation"] == before["allocation"]  # enacted allocations change by revision
+            seen.add((before["stage"], after["stage"]))
+        assert (after["revised_allocation"] is not None) == (after["stage"] == "REVISED")
+        local = after["updated_at"] + JAKARTA
+        if after["stage"] == "DRAFT":
+            assert (local.year, local.month) in ((after["fiscal_year"] - 1, 9), (after["fiscal_year"] - 1, 10),
+                                                 (after["fiscal_year"] - 1, 11))  # fmt: skip
+        elif after["stage"] == "ENACTED" and change.op == "u" and change.before["stage"] == "DRAFT":
+            assert (local.year, local.month) == (after["fiscal_year"] - 1, 12)
+        state[change.key] = after
+    assert seen == {("DRAFT", "DRAFT"), ("DRAFT", "ENACTED"), ("ENACTED", "REVISED"), ("REVISED", "REVISED")}
+
+
+def test_realisations_are_charged_to_enacted_lines_within_their_ceiling():
+    lines: dict[str, dict] = {}
+    spent: defaultdict[str, Decimal] = defaultdict(Decimal)
+    numbers = set()
+    for change in cycle(3):
+        if change.entity == "budget_line":
+            lines[change.key] = change.after
+            assert spent[change.key] <= ceiling(change.after)  # a revision never goes below what is spent
+            continue
+        r = change.after
+        line = lines[r["line_id"]]
+        assert line["stage"] in ("ENACTED", "REVISED")
+        assert r["fiscal_year"] == line["fiscal_year"] and r["department_code"] == line["department_code"]
+        local = r["spent_at"] + JAKARTA
+        assert (local.year, local.month) == (r["fiscal_year"], r["month"])
+        assert local.weekday() < 5 and 8 <= local.hour < 16
+        assert r["document_number"] not in numbers
+        assert re.fullmatch(r"35\.22/04\.0/\d{6}/(LS|GU|UP|TU)/[\d.]+/M/\d{1,2}/\d{4}", r["document_number"])
+        numbers.add(r["document_number"])
+        spent[r["line_id"]] += r["amount"]
+        assert spent[r["line_id"]] <= ceiling(line)
+    assert len(numbers) > 2000
+
+
+def test_realisation_is_low_in_the_first_quarter_and_peaks_in_december():
+    amounts: defaultdict[int, Decimal] = defaultdict(Decimal)
+    counts: Counter[int] = Counter()
+    for change in cycle(1):
+        if change.entity == "realisation" and change.after["fiscal_year"] == FISCAL_YEAR:
+            amounts[change.after["month"]] += change.after["amount"]
+            counts[change.after["month"]] += 1
+    assert set(amounts) == set(range(1, 13))  # the whole fiscal year was spent
+    total = sum(amounts.values())
+    q1 = sum(amounts[m] for m in (1, 2, 3)) / total
+    q4 = sum(amounts[m] for m in (10, 11, 12)) / total
+    first_half = sum(amounts[m] for m in range(1, 7)) / total
+    assert q1 < Decimal("0.15") < Decimal("0.35") < q4 and first_half < Decimal("0.45")
+    assert max(amounts, key=amounts.get) == 12 and amounts[12] > 2 * amounts[1] + amounts[2] + amounts[3]
+    assert counts[12] == max(counts.values()) and sum(counts[m] for m in (1, 2, 3)) < counts[11] + counts[12]
+
+
+def test_absorption_stays_below_the_budget():
+    lines: dict[str, dict] = {}
+    spent = Decimal(0)
+    for change in cycle(1):
+        if change.entity == "budget_line":
+            lines[change.key] = change.after
+        elif change.after["fiscal_year"] == FISCAL_YEAR:
+            spent += change.after["amount"]
+    budget_total = sum(ceiling(line) for line in lines.values() if line["fiscal_year"] == FISCAL_YEAR)
+    assert Decimal("0.80") < spent / budget_total < Decimal("0.99")
+
+
+def test_lines_cover_the_regency_offices_with_skewed_allocations():
+    created = [c.after for c in cycle(1) if c.entity == "budget_line" and c.op == "c"]
+    year = [c for c in created if c["fiscal_year"] == FISCAL_YEAR]
+    departments = {c["department_code"] for c in year}
+    assert len(departments) >= 35 and {"DISDIK", "DINKES", "DPUPR", "DPMPTSP", "BAPPEDA", "DINSOS"} <= departments
+    assert all(re.fullmatch(r"5\.\d\.\d{2}\.\d{2}\.\d{2}\.\d{4}", c["account_code"]) for c in year)
+    assert all(c["activity_code"].startswith(c["programme_code"] + ".") for c in year)
+    allocations = sorted((c["allocation"] for c in year), reverse=True)
+    total = sum(allocations)
+    assert sum(allocations[: len(allocations) // 10]) > total / 2  # a tenth of the lines hold over half
+    assert Decimal(3 * 10**12) < total < Decimal(10 * 10**12)  # trillions of Rupiah, as a regency's APBD
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_money_is_decimal_with_two_places_and_never_negative(seed):
+    for change in take(2500, seed=seed):
+        after = change.after
+        names = ("allocation", "revised_allocation") if change.entity == "budget_line" else ("amount",)
+        for value in (after[n] for n in names if after[n] is not None):
+            assert isinstance(value, Decimal) and value.as_tuple().exponent == -2
+            assert value >= 0
+
+
+def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
+    batch = take(4000, seed=2, bad_ratio=0.3)
+    kinds: Counter[str] = Counter()
+    lines: dict[str, dict] = {}
+    realisations = 0
+    for change in batch:
+        problems = bad_kinds(change)
+        if problems:
+            kinds.update(problems)
+            with pytest.raises(Rejected):
+                clean(change)
+            if change.op == "u":
+                assert change.before == lines[change.key]  # a bad update starts from the valid state
+            continue
+        clean(change)
+        if change.entity == "budget_line":
+            if change.op == "u":
+                assert change.before == lines[change.key]  # bad records never entered the state
+            lines[change.key] = change.after
+        else:
+            assert change.after["line_id"] in lines
+            realisations += 1
+    assert set(kinds) == {
+        "negative_amount:budget_line",
+        "negative_amount:realisation",
+        "missing_required:budget_line",
+        "missing_required:realisation",
+        "impossible_transition",
+    }
+    assert 0.2 < sum(kinds.values()) / len(batch) < 0.4
+    assert realisations > 500
+
+
+def test_clean_records_are_stored_in_clickhouse(tmp_path):
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
+    try:
+        writer = TableWriter(client)
+        batch = take(2000, seed=5)
+        for name, entity in ENTITIES.items():
+            layout = ddl.layout_for(entity.table, RULES[name].clean_schema())
+            client.command(ddl.create_table_sql(layout))
+            layout = writer.layout(entity.table, 1, RULES[name].clean_schema())
+            now = datetime.now(UTC)
+            rows = [
+                {**clean(c), "_topic": entity.clean_topic, "_partition": 0, "_offset": i, "ts_stored": now}
+                for i, c in enumerate(c for c in batch if c.entity == name)
+            ]
+            assert rows, name
+            writer.insert(entity.table, layout.names, [[row.get(n) for row in rows] for n in layout.names])
+            money = "allocation" if name == "budget_line" else "amount"
+            got = client.query(f"SELECT count(), sum({money}) FROM {entity.table}").result_rows
+            assert got == [(len(rows), sum(r[money] for r in rows))]
+    finally:
+        client.close()
+
+
+class FakeRegistry:
+    """schema_by_id and register, as the processor's Cleaner uses them."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        for schema_id, (known, _) in self.schemas.items():
+            if known == schema:
+                return schema_id
+        self.schemas[len(self.schemas) + 1] = (schema, fastavro.parse_schema(schema))
+        return len(self.schemas)
+
+    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
+        return self.schemas[schema_id]
+
+
+def test_the_processor_cleans_good_changes_and_dead_letters_bad_ones():
+    """Through the wire format and the processor's Cleaner, as in the pipeline."""
+    registry = FakeRegistry()
+    ids = {
+        name: registry.register(f"{e.cdc_topic}-value", entity_value_schema(e, SETTINGS))
+        for name, e in ENTITIES.items()
+    }
+    catalog = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir)
+    cleaner = Cleaner(catalog, registry, REGIONS, SECRET, "dlq.processor")
+    batch = take(2500, seed=6, bad_ratio=0.2)
+    events = [
+        RawEvent(ENTITIES[c.entity].cdc_topic, 0, i, c.key.encode(),
+                 encode(ids[c.entity], registry.schema_by_id(ids[c.entity])[1], envelope(c)))
+        for i, c in enumerate(batch)
+    ]  # fmt: skip
+    outputs: list[Output] = []
+    ok, failed = cleaner.process(events, outputs.append)
+    bad = [bool(bad_kinds(c)) for c in batch]
+    assert (ok, failed) == (bad.count(False), bad.count(True)) and 0 < failed < ok
+    for change, is_bad, output in zip(batch, bad, outputs, strict=True):
+        if is_bad:
+            assert output.topic == "dlq.processor" and dict(output.headers)["error.reason"].startswith(b"invalid: ")
+        else:
+            assert output.topic == ENTITIES[change.entity].clean_topic
+            _, record = decode(registry, output.value)
+            assert record["entity_key"] == change.key and record["source_position"] == change.position

@@ -1,0 +1,143 @@
+"""Cleaner.process on a mixed batch, with a fake registry: one output per input, dead letters intact."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+import pytest
+
+from backbone.settings import PROJECT_ROOT
+from contract.catalog import load_catalog
+from contract.codec import UndecodableMessage, encode
+from contract.reference import load_regions, villages
+from contract.rules import compose_envelope, load_envelope_template, pseudonymise
+from producers.emitter import Change, envelope_for
+from simulators.licensing import LicensingOffice
+from stream_processors.cleaning import Cleaner, Output, RawEvent
+
+SCHEMAS = PROJECT_ROOT / "schemas"
+CATALOG = load_catalog(PROJECT_ROOT / "catalog", SCHEMAS)
+ENTITY = CATALOG.entity_for_topic("cdc.licensing.permit_application")
+REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
+SECRET = b"unit-test-key"
+DLQ = "dlq.processor"
+
+
+class FakeRegistry:
+    """schema_by_id and register, as Cleaner uses them; ids are per registered schema."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
+        self.registered: list[str] = []
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        self.registered.append(subject)
+        for schema_id, (known, _) in self.schemas.items():
+            if known == schema:
+                return schema_id
+        schema_id = len(self.schemas) + 1
+        self.schemas[schema_id] = (schema, fastavro.parse_schema(schema))
+        return schema_id
+
+    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
+        if schema_id not in self.schemas:
+            raise UndecodableMessage(f"schema id {schema_id} unknown to the registry")
+        return self.schemas[schema_id]
+
+
+def envelope(change: Change) -> dict[str, Any]:
+    """The envelope the emitter builds (producers.emitter.envelope_for)."""
+    return envelope_for(ENTITY, change)
+
+
+@pytest.fixture
+def setup():
+    registry = FakeRegistry()
+    value = compose_envelope(load_envelope_template(SCHEMAS), ENTITY.payload_schema(), ENTITY.name)
+    schema_id = registry.register(f"{ENTITY.cdc_topic}-value", value)
+    registry.registered.clear()
+    cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, DLQ)
+    office = LicensingOffice(villages(REGIONS), seed=3)
+    changes = list(itertools.islice(office.changes(), 6))
+
+    def raw(offset: int, value: bytes | None, key: bytes | None = b"k") -> RawEvent:
+        return RawEvent(ENTITY.cdc_topic, 2, offset, key, value)
+
+    def body(change: Change) -> bytes:
+        return encode(schema_id, registry.schemas[schema_id][1], envelope(change))
+
+    return registry, cleaner, changes, raw, body
+
+
+def headers(out: Output) -> dict[str, str]:
+    return {k: v.decode() for k, v in out.headers or []}
+
+
+def test_mixed_batch_one_output_per_input_and_dead_letters_intact(setup):
+    registry, cleaner, changes, raw, body = setup
+    bad_village = Change(**{**vars(changes[3]), "after": {**changes[3].after, "village_code": "35.22.99.9999"}})
+    negative_fee = Change(**{**vars(changes[4]), "after": {**changes[4].after, "fee": Decimal("-1000.00")}})
+    truncated = body(changes[5])[:40]
+    unknown_id = b"\x00\x00\x00\x03\xe7" + body(changes[0])[5:]
+    events = [
+        raw(10, body(changes[0]), changes[0].key.encode()),
+        raw(11, b"not avro", b"garbage-key"),
+        raw(12, body(changes[1]), changes[1].key.encode()),
+        raw(13, truncated),
+        raw(14, body(bad_village)),
+        raw(15, body(changes[2]), changes[2].key.encode()),
+        raw(16, body(negative_fee)),
+        raw(17, None, None),
+        raw(18, unknown_id),
+    ]
+    outputs: list[Output] = []
+    ok, failed = cleaner.process(events, outputs.append)
+
+    assert (ok, failed) == (3, 6)
+    assert len(outputs) == len(events)
+    expected_reasons = {
+        11: "undecodable: not Confluent-framed Avro",
+        13: "undecodable: Avro body does not match schema id 1",
+        14: "invalid: field 'village_code' value '35.22.99.9999': unknown village code",
+        16: "invalid: field 'fee' value -1000.00: below the minimum 0",
+        17: "undecodable: not Confluent-framed Avro",
+        18: "undecodable: schema id 999 unknown to the registry",
+    }
+    for event, out in zip(events, outputs, strict=True):
+        if event.offset in expected_reasons:
+            h = headers(out)
+            assert out.topic == DLQ
+            assert out.value == (event.value or b"") and out.key == event.key
+            assert h["error.stage"] == "processor"
+            assert h["error.reason"].startswith(expected_reasons[event.offset]), h["error.reason"]
+            assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (
+                ENTITY.cdc_topic,
+                "2",
+                str(event.offset),
+            )
+            assert datetime.fromisoformat(h["error.ts"]).tzinfo is not None
+        else:
+            assert out.topic == ENTITY.clean_topic and out.key == event.key and not out.headers
+
+
+def test_clean_outputs_decode_with_the_registered_clean_schema(setup):
+    registry, cleaner, changes, raw, body = setup
+    outputs: list[Output] = []
+    cleaner.process([raw(i, body(c), c.key.encode()) for i, c in enumerate(changes)], outputs.append)
+    assert registry.registered == [f"{ENTITY.clean_topic}-value"]  # once per (topic, schema id)
+    for change, out in zip(changes, outputs, strict=True):
+        clean_id = int.from_bytes(out.value[1:5], "big")
+        schema, parsed = registry.schema_by_id(clean_id)
+        assert schema["name"] == "PermitApplicationClean"
+        record = fastavro.schemaless_reader(io.BytesIO(out.value[5:]), parsed, None)
+        assert record["entity_key"] == change.key and record["op"] == change.op
+        assert record["status"] == change.after["status"]
+        assert record["applicant_name"] == pseudonymise(SECRET, change.after["applicant_name"])
+        assert change.after["applicant_nik"] not in json.dumps(record, default=str)
+        assert record["village_name"] == REGIONS[change.after["village_code"]]["name"]
