@@ -14,9 +14,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 COPY backbone/ backbone/
+COPY contract/ contract/
 COPY producers/ producers/
 COPY stream_processors/ stream_processors/
 COPY sinks/ sinks/
+COPY simulators/ simulators/
+COPY devstack/ devstack/
+COPY cli/ cli/
 RUN pip install --no-cache-dir .
 
 # Runtime stage.
