@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Keyed hash for personal data. Production: set BACKBONE_PII_KEY from a secret store.
     # Local mode: a random key is created once in run_dir/pii.key (never in the repo).
     pii_key: SecretStr = SecretStr("")
+    # Bearer token of the query endpoint; empty: a local one in <run_dir>/query.token (mode 0600).
+    query_token: SecretStr = SecretStr("")
 
     # Prepended to every topic name: one broker can hold several environments (or test runs).
     topic_prefix: str = Field(default="", pattern=r"^[a-zA-Z0-9._-]*$")
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     query_port: int = Field(default=0, ge=0, le=65535)
     query_timeout_seconds: float = Field(default=10.0, gt=0)
     query_max_rows: int = Field(default=100_000, ge=1)
+    query_max_memory_bytes: int = Field(default=1 << 30, ge=1 << 20)  # per analyst query
+    query_max_bytes_read: int = Field(default=50 << 30, ge=1 << 20)
 
     # Local stack: JDKs (Kafka needs 17+, Apicurio Registry 3.3 needs 21+) and versions.
     java_home: Path | None = None
@@ -113,22 +117,32 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             if value is None:
                 continue
-            if name in ("pii_key", "clickhouse_password"):
+            if isinstance(getattr(self, name), SecretStr):
                 value = getattr(self, name).get_secret_value()
             env[f"BACKBONE_{name.upper()}"] = str(value)
         return env
 
     def pii_secret(self) -> bytes:
         """The pseudonymisation key: from the environment, or a local one created on first use."""
-        if self.pii_key.get_secret_value():
-            return self.pii_key.get_secret_value().encode()
-        key_file = self.run_dir / "pii.key"
+        return self._secret(self.pii_key, "pii.key").encode()
+
+    def query_secret(self) -> str:
+        """The query endpoint's token: from the environment, or a local one created on first use."""
+        return self._secret(self.query_token, "query.token")
+
+    def _secret(self, configured: SecretStr, file_name: str) -> str:
+        if configured.get_secret_value():
+            return configured.get_secret_value()
+        key_file = self.run_dir / file_name
         if not key_file.exists():
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of the stack made it first
+                return key_file.read_text().strip()
             with os.fdopen(fd, "w") as fh:
                 fh.write(os.urandom(32).hex())
-        return key_file.read_text().strip().encode()
+        return key_file.read_text().strip()
 
 
 def load_settings(**overrides: Any) -> Settings:

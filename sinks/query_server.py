@@ -1,7 +1,9 @@
 """Read-only SQL over HTTP, in the style of ClickHouse's HTTP interface (`?query=`, `FORMAT`),
 served by the process that owns the embedded store (only one process may open a chDB folder).
 
-Every query runs with readonly=2 (writes and DDL refused by the engine itself) and a time limit."""
+Every query is checked by `sinks.sql_guard` (one read-only statement that stays inside the tables)
+and runs with readonly=1 set after its limits, so the engine itself refuses writes, DDL, table
+functions and any SETTINGS that would lift a limit. Error texts carry no server paths."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from backbone.settings import Settings
+from sinks.sql_guard import QueryRefused, check_query, public_message
 from sinks.store import read_only_settings
 
 # ClickHouse error codes worth a precise HTTP status.
 _READONLY, _TIMEOUT, _SYNTAX, _UNKNOWN_TABLE = 164, 159, 62, 60
 _CODE = re.compile(r"Code: (\d+)\.")
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*$", re.IGNORECASE)
-_READ_STATEMENTS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
 
 
 def _status_for(message: str) -> int:
@@ -42,7 +44,9 @@ class QueryService:
         self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="query")
 
     def run(self, query: str, fmt: str) -> bytes:
-        return self.client.raw_query(query, settings=read_only_settings(self.settings), fmt=fmt)
+        settings = read_only_settings(self.settings)
+        statement = check_query(self.client, query, settings)
+        return self.client.raw_query(statement, settings=settings, fmt=fmt)
 
     async def handle(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "")
@@ -52,10 +56,6 @@ class QueryService:
         query = query.strip().rstrip(";")
         if not query:
             return web.Response(status=400, text="no query: pass ?query=SELECT ... or POST the SQL\n")
-        if not query.lstrip("( \n\t").upper().startswith(_READ_STATEMENTS):
-            return web.Response(
-                status=403, text="refused: this endpoint is read-only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS)\n"
-            )
         fmt = request.query.get("default_format", "TabSeparated")
         clause = _FORMAT_CLAUSE.search(query)
         if clause:  # the client passes the format itself, so it is lifted out of the SQL
@@ -63,8 +63,10 @@ class QueryService:
         loop = asyncio.get_running_loop()
         try:
             body = await loop.run_in_executor(self.pool, self.run, query, fmt)
+        except QueryRefused as exc:
+            return web.Response(status=403, text=f"refused: this endpoint is read-only. {exc}\n")
         except Exception as exc:  # noqa: BLE001 - the engine's message is the answer
-            message = str(exc).strip()
+            message = public_message(str(exc))
             status = _status_for(message)
             if status == 403:
                 message = f"refused: this endpoint is read-only. {message}"

@@ -12,13 +12,16 @@ from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.settings import Settings
 
 
-# Read-only sessions: readonly=2 refuses writes and DDL but lets us set the time limit.
 def read_only_settings(settings: Settings) -> dict[str, Any]:
+    """Analysts' limits, then readonly=1 last: from there on the engine refuses any SETTINGS or SET
+    that would change them, writes, DDL and table functions (readonly=2 would let a query lift them)."""
     return {
-        "readonly": 2,
         "max_execution_time": settings.query_timeout_seconds,
         "max_result_rows": settings.query_max_rows,
         "result_overflow_mode": "throw",
+        "max_memory_usage": settings.query_max_memory_bytes,
+        "max_bytes_to_read": settings.query_max_bytes_read,
+        "readonly": 1,
     }
 
 
