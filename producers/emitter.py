@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
-from backbone import metrics
+from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 from contract.catalog import Entity
@@ -81,19 +81,9 @@ class ChangeEmitter:
         self.schema_id = registry.register(subject_for(entity.cdc_topic), schema)
         self.parsed = fastavro.parse_schema(schema)
         self.identity = payload_identity(entity)
-        self.producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 10,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 200_000,
-                # Never give up on a message: while Kafka is down it waits in the bounded queue,
-                # and produce() blocks (backpressure) when the queue is full.
-                "message.timeout.ms": 0,
-            }
-        )
+        # Never gives up on a message: while Kafka is down it waits in the bounded queue, and
+        # produce_raw() blocks (backpressure) when the queue is full.
+        self.producer = kafka.make_producer(settings.kafka_bootstrap, "capture")
         self.delivered = 0
         self.failed: list[str] = []
         self._labels = {"stage": "producer", "topic": entity.cdc_topic}
@@ -113,13 +103,7 @@ class ChangeEmitter:
 
     def produce_raw(self, key: bytes | None, value: bytes) -> None:
         """Produce bytes as they are; waits (never drops) while the local queue is full."""
-        while True:
-            try:
-                self.producer.produce(self.entity.cdc_topic, value=value, key=key, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                metrics.RETRIES.labels(stage="producer", what="queue_full").inc()
-                self.producer.poll(0.1)
+        kafka.produce(self.producer, self.entity.cdc_topic, value, key, on_delivery=self._on_delivery, stage="producer")
         self.producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:

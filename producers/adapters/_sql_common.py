@@ -1,45 +1,59 @@
-"""Helpers shared by the SQL source adapters (postgres_cdc, query_poll): typed `adapter:` settings that
-name the catalog file and field when wrong, database connections from catalog settings (the password
-from an environment variable), table names, and rows as JSON for dead letters."""
+"""Helpers shared by the SQL source adapters (postgres_cdc, query_poll, mariadb_binlog): the settings they
+share (SqlOptions, validated by pydantic; a bad value names the catalog file, field and value), database
+connections from them (the password from an environment variable), table names, and rows as JSON for
+dead letters."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, PositiveInt, field_validator
+from pydantic_core import PydanticCustomError
 
 from backbone.errors import ConfigError
 from contract.catalog import Entity
+from producers.adapters.options import AdapterOptions
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 DRIVERS = ("postgres", "mariadb", "mysql")
 
 
-def _where(adapter: Any, name: str) -> str:
-    return f"{adapter.system.catalog_file}: field 'adapter.{name}'"
-
-
-def int_setting(adapter: Any, name: str, default: int, minimum: int = 0) -> int:
-    value = adapter.setting(name, default, int)
-    if isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{_where(adapter, name)} has value {value!r}, expected a whole number >= {minimum}")
+def _plain_name(value: str) -> str:
+    if not _IDENT.match(value):
+        raise PydanticCustomError("identifier", "use a plain SQL name (letters, digits and '_')")
     return value
 
 
-def number_setting(adapter: Any, name: str, default: float, minimum: float = 0.0, allow_zero: bool = False) -> float:
-    value = adapter.setting(name, default, (int, float))
-    if isinstance(value, bool) or value < minimum or (value == 0 and not allow_zero):
-        expected = f">= {minimum}" if allow_zero else "a positive number"
-        raise ConfigError(f"{_where(adapter, name)} has value {value!r}, expected {expected}")
-    return float(value)
+Identifier = Annotated[str, AfterValidator(_plain_name)]
 
 
-def bool_setting(adapter: Any, name: str, default: bool) -> bool:
-    value = adapter.setting(name, default, bool)
-    return bool(value)
+class SqlOptions(AdapterOptions):
+    """The `adapter:` fields every SQL source adapter shares. Without `dsn_env` (PostgreSQL only),
+    database, user and password_env are required (checked by connection_params)."""
+
+    dsn_env: str | None = None
+    host: str = "127.0.0.1"
+    port: PositiveInt | None = None  # None: the driver's default port
+    database: str | None = None
+    user: str | None = None
+    password_env: str | None = None
+    tables: dict[str, str]
+    batch_size: PositiveInt = 500
+
+    @field_validator("tables")
+    @classmethod
+    def _tables_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise PydanticCustomError("empty", "map each table to an entity of this system")
+        return value
+
+
+def _where(adapter: Any, name: str) -> str:
+    return f"{adapter.system.catalog_file}: field 'adapter.{name}'"
 
 
 def identifier(adapter: Any, field: str, value: Any) -> str:
@@ -72,28 +86,23 @@ def entity_for(adapter: Any, table: str, value: Any) -> Entity:
     return adapter.entities[value]
 
 
-def connection_params(adapter: Any, driver: str) -> dict[str, Any]:
+def connection_params(adapter: Any, options: SqlOptions, driver: str) -> dict[str, Any]:
     """Connection keywords for the driver from `dsn_env` (PostgreSQL only: a libpq DSN in that
     environment variable, password included) or host/port/database/user + password_env."""
-    if adapter.config.get("dsn_env") is not None:
+    if options.dsn_env is not None:
         if driver != "postgres":
             raise ConfigError(f"{_where(adapter, 'dsn_env')} is only for PostgreSQL; use host/port/database/user")
-        variable = adapter.setting("dsn_env", kind=str)
-        dsn = os.environ.get(variable)
-        if not dsn:
-            raise ConfigError(
-                f"environment variable {variable} is not set (adapter.dsn_env of {adapter.system.system})"
-            )
-        return {"dsn": dsn}
-    default_port = 5432 if driver == "postgres" else 3306
+        return {"dsn": adapter.env_secret(options.dsn_env, "dsn_env")}
+    for name in ("database", "user", "password_env"):
+        if getattr(options, name) is None:
+            raise ConfigError(f"{_where(adapter, name)} is missing")
     params = {
-        "host": adapter.setting("host", "127.0.0.1", str),
-        "port": int_setting(adapter, "port", default_port, minimum=1),
-        "user": adapter.setting("user", kind=str),
-        "password": adapter.secret("password"),
+        "host": options.host,
+        "port": options.port or (5432 if driver == "postgres" else 3306),
+        "user": options.user,
+        "password": adapter.env_secret(options.password_env, "password_env"),
     }
-    database = adapter.setting("database", kind=str)
-    params["dbname" if driver == "postgres" else "database"] = database
+    params["dbname" if driver == "postgres" else "database"] = options.database
     return params
 
 

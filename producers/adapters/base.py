@@ -5,7 +5,9 @@ The loop of an adapter is: capture a batch of changes from the source -> `emit()
 `commit(position)`, which waits until Kafka acknowledged everything emitted so far (retrying with
 backoff while the broker is down, never dropping) and only then writes the checkpoint atomically.
 A kill -9 at any moment therefore re-sends at most the changes after the last checkpoint, and
-their deterministic event ids make the replay recognisable downstream."""
+their deterministic event ids make the replay recognisable downstream. `keep_running()` runs a
+connection to the source until the stop event, waiting for the source while it is unavailable.
+Waits follow the retry policies of backbone.retry ("kafka" for the broker, "source" for sources)."""
 
 from __future__ import annotations
 
@@ -15,14 +17,16 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from tenacity import RetryCallState
 
-from backbone import metrics
+from backbone import kafka, metrics
 from backbone.errors import ConfigError, ServiceUnavailable
+from backbone.retry import retrying
 from backbone.settings import Settings
 from contract.catalog import SourceSystem
 from contract.codec import Registry
@@ -31,6 +35,21 @@ from contract.topics import DLQ_ADAPTER, named
 from producers.emitter import Change, ChangeEmitter
 
 log = logging.getLogger(__name__)
+
+ACK_FLUSH_SECONDS = 0.5  # how long one attempt waits for Kafka's acknowledgements
+
+
+class SourceUnavailable(ServiceUnavailable):
+    """The source cannot be reached right now: wait for it and connect again."""
+
+
+class Unacknowledged(ServiceUnavailable):
+    """Kafka has not acknowledged everything emitted yet."""
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class CheckpointStore:
@@ -77,16 +96,10 @@ class SourceAdapter(ABC):
         self.entities = {e.name: e for e in system.entities}
         self.checkpoints = CheckpointStore(settings.run_dir / "checkpoints" / f"{system.system}.json")
         self.dlq_topic = named(settings, DLQ_ADAPTER)
-        self._dlq = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "message.timeout.ms": 0,
-            }
-        )
+        self._dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
         self._oldest_pending: datetime | None = None
         self._labels = {"system": system.system}
+        self._source_retry: RetryCallState | None = None
 
     # -- configuration -------------------------------------------------------------------------
     def setting(self, name: str, default: Any = ..., kind: type | tuple[type, ...] = object) -> Any:
@@ -100,12 +113,13 @@ class SourceAdapter(ABC):
 
     def secret(self, name: str) -> str:
         """A secret named in the catalog by its environment variable (`<name>_env`), never the value."""
-        variable = self.setting(f"{name}_env", kind=str)
+        return self.env_secret(self.setting(f"{name}_env", kind=str), f"{name}_env")
+
+    def env_secret(self, variable: str, field: str) -> str:
+        """The value of environment variable `variable`, named by the catalog's `adapter.<field>`."""
         value = os.environ.get(variable)
         if not value:
-            raise ConfigError(
-                f"environment variable {variable} is not set (adapter.{name}_env of {self.system.system})"
-            )
+            raise ConfigError(f"environment variable {variable} is not set (adapter.{field} of {self.system.system})")
         return value
 
     # -- emitting ------------------------------------------------------------------------------
@@ -125,30 +139,27 @@ class SourceAdapter(ABC):
     def reject(self, reason: str, original: bytes, key: bytes | None = None, origin: str = "") -> None:
         """A source record that cannot become an event: to dlq.adapter with the reason and its bytes."""
         headers = dead_letter_headers("adapter", reason, f"{self.system.system}:{origin}", -1, -1)
-        while True:
-            try:
-                self._dlq.produce(self.dlq_topic, value=original, key=key, headers=headers)
-                break
-            except BufferError:
-                self._dlq.poll(0.1)
+        kafka.produce(self._dlq, self.dlq_topic, original, key, headers, stage="adapter")
         metrics.ADAPTER_REJECTED.labels(self.system.system, reason.split(":")[0][:60]).inc()
 
+    def unacknowledged(self) -> int:
+        """Events and dead letters produced and not yet acknowledged by Kafka."""
+        return sum(len(e.producer) for e in self.emitters.values()) + len(self._dlq)
+
+    def flush(self, timeout: float = ACK_FLUSH_SECONDS) -> None:
+        """Wait up to `timeout` for Kafka's acknowledgements; Unacknowledged when some are missing."""
+        for producer in [*(e.producer for e in self.emitters.values()), self._dlq]:
+            producer.flush(timeout)
+        pending = self.unacknowledged()
+        if pending:
+            raise Unacknowledged(f"{self.system.system}: Kafka has not acknowledged {pending} events yet")
+
     def wait_acknowledged(self, stop: threading.Event | None = None) -> None:
-        """Block until Kafka acknowledged everything emitted; back off while it is unavailable."""
-        delay = 0.5
-        while True:
-            pending = sum(len(e.producer) for e in self.emitters.values()) + len(self._dlq)
-            if pending == 0:
-                break
-            for emitter in self.emitters.values():
-                emitter.producer.flush(delay)
-            self._dlq.flush(delay)
-            if sum(len(e.producer) for e in self.emitters.values()) + len(self._dlq):
-                metrics.RETRIES.labels("adapter", "kafka_unavailable").inc()
-                log.warning("%s: Kafka has not acknowledged %d events yet; waiting", self.system.system, pending)
-                delay = min(delay * 2, 10)
-                if stop is not None and stop.is_set() and delay >= 10:
-                    raise ServiceUnavailable(f"{self.system.system}: stopping with {pending} events unacknowledged")
+        """Block until Kafka acknowledged everything emitted, waiting while it is unavailable (the
+        "kafka" retry policy: no limit; when `stop` is set, Unacknowledged after the current wait)."""
+        for attempt in retrying("kafka", stage="adapter", what="kafka_unavailable", on=Unacknowledged, stop_event=stop):
+            with attempt:
+                self.flush()
         failed = [err for e in self.emitters.values() for err in e.failed]
         if failed:
             raise ServiceUnavailable(f"{self.system.system}: Kafka refused events: {failed[:3]}")
@@ -162,6 +173,41 @@ class SourceAdapter(ABC):
         metrics.ADAPTER_CHECKPOINT_TIME.labels(**self._labels).set(time.time())
         if numeric_position is not None:
             metrics.ADAPTER_CHECKPOINT.labels(**self._labels).set(numeric_position)
+
+    # -- the source ----------------------------------------------------------------------------
+    def keep_running(
+        self,
+        stop: threading.Event,
+        session: Callable[[], None],
+        source: str,
+        errors: tuple[type[BaseException], ...],
+        permanent: tuple[type[BaseException], ...] = (),
+        also: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        """Run `session()` (connect, capture until `stop` is set) until `stop` is set. One of `errors`
+        (unless also `permanent`) means the source is unavailable; `also` are retried as they are: wait
+        (the "source" retry policy: no limit, counted as source_unavailable, interrupted by `stop`) and
+        run it again. Anything else propagates at once; an error seen at a stop ends the loop quietly.
+        A session calls `source_ok()` once it works, so the next outage waits from the first wait again."""
+        on = (SourceUnavailable, *also)
+        for attempt in retrying("source", stage="adapter", what="source_unavailable", on=on, stop_event=stop):
+            with attempt:
+                self._source_retry = attempt.retry_state
+                if stop.is_set():
+                    return
+                try:
+                    session()
+                except errors as exc:
+                    if isinstance(exc, permanent):
+                        raise
+                    if stop.is_set():
+                        return
+                    raise SourceUnavailable(f"{self.system.system}: {source} unavailable ({first_line(exc)})") from exc
+
+    def source_ok(self) -> None:
+        """The source answers: its next outage is waited for from the retry policy's first wait again."""
+        if self._source_retry is not None:
+            self._source_retry.attempt_number = 1
 
     @abstractmethod
     def run(self, stop: threading.Event) -> None:

@@ -47,13 +47,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pymysql
+from pydantic import PositiveFloat, PositiveInt
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
     HeartbeatLogEvent,
@@ -64,11 +64,14 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from backbone import metrics
 from backbone.errors import ConfigError
 from contract.catalog import Entity
 from contract.coerce import FieldErrors, coerce_record
+from producers.adapters import _sql_common as common
 from producers.adapters.base import SourceAdapter
+from producers.adapters.mariadb_snapshot import file_index as file_index  # re-exported
+from producers.adapters.mariadb_snapshot import format_position, numeric_position, take_snapshot
+from producers.adapters.options import load_options
 from producers.emitter import Change
 
 log = logging.getLogger(__name__)
@@ -87,27 +90,15 @@ class SourceLost(Exception):
     """The replication stream ended (the server closed it)."""
 
 
-def file_index(binlog_file: str) -> int:
-    """binlog.000012 -> 12."""
-    try:
-        return int(binlog_file.rsplit(".", 1)[1])
-    except (IndexError, ValueError):
-        raise ValueError(f"binlog file name {binlog_file!r} has no numeric suffix") from None
+class MariaDbOptions(common.SqlOptions):
+    """The `adapter:` fields of kind mariadb_binlog (see the module's documentation)."""
 
-
-def format_position(binlog_file: str, pos: int, row: int = 0) -> str:
-    return f"{file_index(binlog_file):08d}:{pos:010d}:{row:06d}"
-
-
-def numeric_position(binlog_file: str, pos: int) -> float:
-    return float(file_index(binlog_file) * 10_000_000_000 + pos)
-
-
-def _positive_int(adapter: SourceAdapter, name: str, default: Any = ...) -> int:
-    value = adapter.setting(name, default, int)
-    if isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{adapter.system.catalog_file}: field 'adapter.{name}' has value {value!r}")
-    return value
+    port: PositiveInt = 3306
+    database: str
+    user: str
+    password_env: str
+    server_id: PositiveInt
+    heartbeat_seconds: PositiveFloat = 1.0
 
 
 class MariaDbBinlogAdapter(SourceAdapter):
@@ -115,29 +106,14 @@ class MariaDbBinlogAdapter(SourceAdapter):
 
     def __init__(self, system, settings, registry=None) -> None:  # noqa: ANN001 - as the base class
         super().__init__(system, settings, registry)
-        where = system.catalog_file
-        self.host = self.setting("host", "127.0.0.1", str)
-        self.port = _positive_int(self, "port", 3306)
-        self.database = self.setting("database", kind=str)
-        self.user = self.setting("user", kind=str)
-        self.password = self.secret("password")
-        self.server_id = _positive_int(self, "server_id")
-        self.batch_size = _positive_int(self, "batch_size", 500)
-        heartbeat = self.setting("heartbeat_seconds", 1, (int, float))
-        if isinstance(heartbeat, bool) or heartbeat <= 0:
-            raise ConfigError(f"{where}: field 'adapter.heartbeat_seconds' has value {heartbeat!r}")
-        self.heartbeat = float(heartbeat)
-        tables = self.setting("tables", kind=dict)
-        if not tables:
-            raise ConfigError(f"{where}: field 'adapter.tables' is empty; map each table to an entity")
-        self.tables: dict[str, Entity] = {}
-        for table, entity_name in tables.items():
-            if not isinstance(table, str) or entity_name not in self.entities:
-                raise ConfigError(
-                    f"{where}: field 'adapter.tables.{table}' has value {entity_name!r}: "
-                    f"not an entity of this system ({', '.join(self.entities)})"
-                )
-            self.tables[table] = self.entities[entity_name]
+        self.options = options = load_options(MariaDbOptions, system)
+        self.params = common.connection_params(self, options, "mariadb")
+        self.host, self.port = options.host, self.params["port"]
+        self.database, self.user, self.password = options.database, options.user, self.params["password"]
+        self.server_id = options.server_id
+        self.batch_size = options.batch_size
+        self.heartbeat = options.heartbeat_seconds
+        self.tables: dict[str, Entity] = {t: common.entity_for(self, t, e) for t, e in options.tables.items()}
         self.schemas = {t: e.payload_schema() for t, e in self.tables.items()}
         self.fields = {t: [f["name"] for f in s["fields"]] for t, s in self.schemas.items()}
 
@@ -155,17 +131,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
         }
 
     def _connect(self) -> pymysql.connections.Connection:
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            charset="utf8mb4",
-            connect_timeout=10,
-            read_timeout=300,
-            autocommit=False,
-        )
+        return common.connect("mariadb", self.params, read_timeout=300)
 
     def _check_server(self, conn: pymysql.connections.Connection) -> None:
         """The server logs what we need, and every configured table exists with the entity's fields."""
@@ -253,86 +219,6 @@ class MariaDbBinlogAdapter(SourceAdapter):
         change.key = self._key(table, change.after if change.after is not None else change.before)
         return change
 
-    # -- snapshot ------------------------------------------------------------------------------
-    def _snapshot(self, stop: threading.Event, state: dict[str, Any]) -> dict[str, Any]:
-        conn = self._connect()
-        try:
-            self._check_server(conn)
-            with conn.cursor(pymysql.cursors.DictCursor) as cur:
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("SET SESSION time_zone = '+00:00'")
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                snap = state.get("snapshot")
-                if snap is None:
-                    cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
-                    status = {r["Variable_name"].lower(): r["Value"] for r in cur.fetchall()}
-                    if not status.get("binlog_snapshot_file"):
-                        raise ConfigError(
-                            f"{self.host}:{self.port} reports no Binlog_snapshot_file: the adapter needs MariaDB "
-                            "with the binary log on"
-                        )
-                    file, pos = status["binlog_snapshot_file"], int(status["binlog_snapshot_position"])
-                    # Whole seconds: binlog timestamps are whole seconds, and later changes must not look older.
-                    ts = float(math.floor(time.time()))
-                    snap = {"file": file, "pos": pos, "ts": ts, "tables_done": [], "table": None, "after": None}
-                    state = {
-                        "snapshot_done": False,
-                        "binlog_file": file,
-                        "binlog_pos": pos,
-                        "gtid": None,
-                        "ts_floor": ts,
-                        "snapshot": snap,
-                    }
-                    # Durable before the first row: a restart re-uses these coordinates, hence the same positions.
-                    self.commit(state, numeric_position(file, pos))
-                    log.info("%s: snapshot at %s:%d", self.system.system, file, pos)
-                position = format_position(snap["file"], snap["pos"])
-                for table in self.tables:
-                    if table in snap["tables_done"]:
-                        continue
-                    after = snap["after"] if snap["table"] == table else None
-                    keys = self.tables[table].key
-                    order = ", ".join(f"`{k}`" for k in keys)
-                    while True:
-                        if stop.is_set():
-                            return state
-                        where, args = "", []
-                        if after is not None:
-                            where = f"WHERE ({order}) > ({', '.join(['%s'] * len(keys))}) "
-                            args = list(after)
-                        cur.execute(
-                            f"SELECT * FROM `{table}` {where}ORDER BY {order} LIMIT {self.batch_size}",
-                            args,
-                        )
-                        rows = cur.fetchall()
-                        for row in rows:
-                            change = self._change(table, "r", position, snap["ts"], None, row, snapshot=True)
-                            if change is not None:
-                                self.emit(change)
-                        if rows:
-                            after = [rows[-1][k] for k in keys]
-                            snap["table"], snap["after"] = table, after
-                            # json round trip: the state as it will be read back after a restart.
-                            state = json.loads(json.dumps(state, default=str))
-                            snap = state["snapshot"]
-                            self.commit(state, numeric_position(snap["file"], snap["pos"]))
-                        if len(rows) < self.batch_size:
-                            break
-                    snap["tables_done"].append(table)
-                    snap["table"], snap["after"] = None, None
-                    self.commit(state, numeric_position(snap["file"], snap["pos"]))
-                state["snapshot_done"] = True
-                state.pop("snapshot", None)
-                self.commit(state, numeric_position(state["binlog_file"], state["binlog_pos"]))
-                log.info("%s: snapshot done", self.system.system)
-                return state
-        finally:
-            try:
-                conn.rollback()
-                conn.close()
-            except pymysql.MySQLError:
-                pass
-
     # -- binlog --------------------------------------------------------------------------------
     def _stream(self, stop: threading.Event, state: dict[str, Any]) -> dict[str, Any]:
         """Reads the binlog from the checkpoint until stop; returns the last committed state."""
@@ -341,6 +227,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
             self._check_server(conn)
         finally:
             conn.close()
+        self.source_ok()
         reader = BinLogStreamReader(
             connection_settings=self._connection_settings(),
             server_id=self.server_id,
@@ -436,27 +323,13 @@ class MariaDbBinlogAdapter(SourceAdapter):
 
     # -- loop ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        state = self.checkpoints.load() or {}
-        delay = 0.5
-        while not stop.is_set():
-            try:
+        def session() -> None:
+            # From the last checkpoint: what was emitted since is re-sent with the same positions.
+            state = self.checkpoints.load() or {}
+            if not state.get("snapshot_done"):
+                state = take_snapshot(self, stop, state)
                 if not state.get("snapshot_done"):
-                    state = self._snapshot(stop, state)
-                    if not state.get("snapshot_done"):
-                        continue  # stopped during the snapshot
-                state = self._stream(stop, state)
-                delay = 0.5
-            except (*SOURCE_ERRORS, SourceLost) as exc:
-                # Continue from the last checkpoint: what was emitted since is re-sent with the same positions.
-                state = self.checkpoints.load() or {}
-                metrics.RETRIES.labels("adapter", "source_unavailable").inc()
-                log.warning(
-                    "%s: MariaDB at %s:%d unavailable (%s); retrying in %.1fs",
-                    self.system.system,
-                    self.host,
-                    self.port,
-                    exc,
-                    delay,
-                )
-                stop.wait(delay)
-                delay = min(delay * 2, 10)
+                    return  # stopped during the snapshot
+            self._stream(stop, state)
+
+        self.keep_running(stop, session, f"MariaDB at {self.host}:{self.port}", (*SOURCE_ERRORS, SourceLost))

@@ -27,15 +27,8 @@ changed). The adapter checks each table at start and sets FULL when allowed, so 
 complete `before` (the processor checks status transitions on it) and every `d` carries the deleted row.
 Unchanged TOASTed values missing from an update's new row are taken from the old row.
 
-Initial snapshot: when the slot does not exist yet, it is created with an exported snapshot; each table
-is read inside a REPEATABLE READ transaction that uses that snapshot (SET TRANSACTION SNAPSHOT), so the
-snapshot rows (op `r`, snapshot=True) plus the changes the slot streams afterwards are exactly the
-tables' history from that moment, nothing missed and nothing twice. Snapshot rows carry the position
-`0000000000000000-snapshot` (before every streamed position) and, as ts_source, the server's clock just
-before the slot was created (every streamed change commits later). If the adapter dies during the
-snapshot, the slot is dropped and the snapshot taken again at restart: rows already sent get the same
-position, hence the same event ids, and collapse downstream. A slot that vanished after the snapshot
-(dropped by an operator) is recreated with a new snapshot, logged as a warning.
+Initial snapshot: when the slot does not exist yet it is created with an exported snapshot, and the
+tables are read from that snapshot first (op `r`, snapshot=True); see producers.adapters.postgres_slot.
 
 Positions: `<commit LSN, 16 hex digits>-<index of the change in its transaction, 10 digits>`. The commit
 LSN (wal2json's begin message carries it) rather than each change record's own LSN, because changes of
@@ -71,6 +64,8 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 from psycopg2 import sql
+from pydantic import PositiveFloat, field_validator
+from pydantic_core import PydanticCustomError
 
 from backbone import metrics
 from backbone.errors import ConfigError, ServiceUnavailable
@@ -78,26 +73,34 @@ from backbone.settings import Settings
 from contract.catalog import Entity, SourceSystem
 from contract.coerce import FieldErrors, coerce_record
 from producers.adapters import _sql_common as common
+from producers.adapters import postgres_slot
 from producers.adapters.base import SourceAdapter
+from producers.adapters.options import load_options
+from producers.adapters.postgres_slot import format_lsn, parse_lsn
 from producers.emitter import Change
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_POSITION = f"{0:016X}-snapshot"
 # Errors that a reconnection will not cure (a broken connection raises OperationalError, or a bare
 # DatabaseError when the walsender ends the stream).
 _NOT_TRANSIENT = (psycopg2.ProgrammingError, psycopg2.DataError, psycopg2.IntegrityError, psycopg2.NotSupportedError)
-PLUGIN = "wal2json"
 KEEPALIVE_SECONDS = 2.0
 
 
-def parse_lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
+class PostgresCdcOptions(common.SqlOptions):
+    """The `adapter:` fields of kind postgres_cdc (see the module's documentation)."""
 
+    slot: str
+    batch_seconds: PositiveFloat = 0.5
+    snapshot: bool = True
+    set_replica_identity: bool = True
 
-def format_lsn(value: int) -> str:
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+    @field_validator("slot")
+    @classmethod
+    def _slot_name(cls, value: str) -> str:
+        if not value or not all(c.islower() or c.isdigit() or c == "_" for c in value):
+            raise PydanticCustomError("slot_name", "use lowercase letters, digits and '_'")
+        return value
 
 
 def _parse_time(text: str) -> datetime:
@@ -131,22 +134,15 @@ class PostgresCdcAdapter(SourceAdapter):
 
     def __init__(self, system: SourceSystem, settings: Settings, registry: Any = None) -> None:
         super().__init__(system, settings, registry)
-        self.params = common.connection_params(self, "postgres")
-        self.slot = self.setting("slot", kind=str)
-        if not self.slot or not all(c.islower() or c.isdigit() or c == "_" for c in self.slot):
-            raise ConfigError(
-                f"{system.catalog_file}: field 'adapter.slot' has value {self.slot!r}: use lowercase letters, "
-                "digits and '_'"
-            )
-        self.batch_size = common.int_setting(self, "batch_size", 500, minimum=1)
-        self.batch_seconds = common.number_setting(self, "batch_seconds", 0.5)
-        self.take_snapshot = common.bool_setting(self, "snapshot", True)
-        self.set_identity = common.bool_setting(self, "set_replica_identity", True)
-        tables = self.setting("tables", kind=dict)
-        if not tables:
-            raise ConfigError(f"{system.catalog_file}: field 'adapter.tables' is empty")
+        self.options = options = load_options(PostgresCdcOptions, system)
+        self.params = common.connection_params(self, options, "postgres")
+        self.slot = options.slot
+        self.batch_size = options.batch_size
+        self.batch_seconds = options.batch_seconds
+        self.take_snapshot = options.snapshot
+        self.set_identity = options.set_replica_identity
         self.tables: dict[str, _Table] = {}
-        for name, entity_name in tables.items():
+        for name, entity_name in options.tables.items():
             schema, table = common.split_table(self, name, "public")
             entity = common.entity_for(self, str(name), entity_name)
             payload = entity.payload_schema()
@@ -268,86 +264,6 @@ class PostgresCdcAdapter(SourceAdapter):
         else:
             self.emit(Change("u", common.key_of(entity, after), position, ts, before, after, False, name))
 
-    # -- slot and snapshot -----------------------------------------------------------------------
-    def _slot_info(self) -> tuple[str, str, int | None] | None:
-        rows = self._query(
-            "SELECT plugin, database, active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
-        )
-        return rows[0] if rows else None
-
-    def _drop_slot(self) -> None:
-        info = self._slot_info()
-        if info and info[2] is not None:
-            raise ServiceUnavailable(f"replication slot {self.slot} is in use by process {info[2]}")
-        if info:
-            self._query("SELECT pg_drop_replication_slot(%s)", (self.slot,))
-
-    def _ensure_slot(self, state: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
-        info = self._slot_info()
-        database = self._query("SELECT current_database()")[0][0]
-        if info and (info[0] != PLUGIN or info[1] != database):
-            raise ConfigError(
-                f"{self.system.catalog_file}: field 'adapter.slot': slot {self.slot!r} exists for plugin "
-                f"{info[0]!r} in database {info[1]!r}, not {PLUGIN!r} in {database!r}"
-            )
-        if state.get("snapshot_done") and info:
-            return state
-        if state.get("snapshot_done"):
-            log.warning(
-                "%s: replication slot %s is gone (dropped?); changes since the last checkpoint may be missing, "
-                "taking a new snapshot",
-                self.system.system,
-                self.slot,
-            )
-        elif info:
-            log.info("%s: slot %s has no completed snapshot; starting over", self.system.system, self.slot)
-        self._drop_slot()
-        snapshot_ts = common.utc(self._query("SELECT clock_timestamp()")[0][0])
-        export = "EXPORT_SNAPSHOT" if self.take_snapshot else "NOEXPORT_SNAPSHOT"
-        self._cursor.execute(f'CREATE_REPLICATION_SLOT "{self.slot}" LOGICAL {PLUGIN} {export}')
-        _slot, consistent_point, snapshot_name, _plugin = self._cursor.fetchone()
-        lsn = parse_lsn(consistent_point)
-        log.info("%s: created slot %s at %s", self.system.system, self.slot, consistent_point)
-        if self.take_snapshot:
-            self._snapshot(snapshot_name, snapshot_ts, lsn, stop)
-            if stop.is_set():
-                return {}  # not done: the snapshot is taken again at the next start
-        state = {"snapshot_done": True, "lsn": lsn, "lsn_text": consistent_point, "position": "", "slot": self.slot}
-        self.commit(state, float(lsn))
-        return state
-
-    def _snapshot(self, snapshot_name: str, ts: datetime, lsn: int, stop: threading.Event) -> None:
-        conn = common.connect("postgres", self.params, application_name=f"backbone-{self.system.system}-snapshot")
-        rows_done = 0
-        try:
-            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            with conn.cursor() as cur:
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot_name,))
-            for table in self.tables.values():
-                with conn.cursor(name=f"backbone_snapshot_{table.name}") as cur:
-                    cur.itersize = self.batch_size
-                    cur.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table.schema, table.name)))
-                    while not stop.is_set():
-                        rows = cur.fetchmany(self.batch_size)
-                        if not rows:
-                            break
-                        columns = [d.name for d in cur.description]
-                        for row in rows:
-                            self._emit_row(
-                                table, "R", None, dict(zip(columns, row, strict=True)), SNAPSHOT_POSITION, ts, True
-                            )
-                        rows_done += len(rows)
-                        self.commit(
-                            {"snapshot_done": False, "snapshot_rows": rows_done, "slot": self.slot, "lsn": lsn},
-                            float(lsn),
-                        )
-                if stop.is_set():
-                    return
-            conn.rollback()
-        finally:
-            conn.close()
-        log.info("%s: snapshot of %d rows sent", self.system.system, rows_done)
-
     # -- streaming -------------------------------------------------------------------------------
     def _keepalive(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -355,25 +271,22 @@ class PostgresCdcAdapter(SourceAdapter):
             self._cursor.send_feedback(force=True)
             self._last_feedback = now
 
-    def _pending(self) -> int:
-        return sum(len(e.producer) for e in self.emitters.values()) + len(self._dlq)
-
     def _checkpoint(self, state: dict[str, Any], stop: threading.Event) -> None:
         """Wait for Kafka's acknowledgement (answering the server meanwhile), save the checkpoint, and
         only then confirm the slot's flush position."""
         started = time.monotonic()
         rounds = 0
-        while self._pending():
+        while self.unacknowledged():
             for emitter in self.emitters.values():
                 emitter.producer.flush(0.5)
             self._dlq.flush(0)
             self._keepalive()
-            if self._pending():
+            if self.unacknowledged():
                 rounds += 1
                 if rounds % 20 == 1:
                     metrics.RETRIES.labels("adapter", "kafka_unavailable").inc()
                     log.warning(
-                        "%s: Kafka has not acknowledged %d events; waiting", self.system.system, self._pending()
+                        "%s: Kafka has not acknowledged %d events; waiting", self.system.system, self.unacknowledged()
                     )
                 if stop.is_set() and time.monotonic() - started >= 5:
                     raise ServiceUnavailable(f"{self.system.system}: stopping with events unacknowledged by Kafka")
@@ -463,30 +376,20 @@ class PostgresCdcAdapter(SourceAdapter):
     # -- main loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         state = self.checkpoints.load() or {}
-        delay = 1.0
-        while not stop.is_set():
+
+        def session() -> None:
+            nonlocal state
             try:
                 self._connect()
                 self._prepare_tables()
-                state = self._ensure_slot(state, stop)
+                state = postgres_slot.ensure_slot(self, state, stop)
                 if stop.is_set():
-                    break
-                delay = 1.0
+                    return
+                self.source_ok()
                 self._stream(state, stop)
-            except (psycopg2.DatabaseError, psycopg2.InterfaceError) as exc:
-                if isinstance(exc, _NOT_TRANSIENT):
-                    raise
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                metrics.RETRIES.labels("adapter", "source_unavailable").inc()
-                log.warning("%s: PostgreSQL unavailable (%s); retrying in %.0fs", self.system.system, message, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-            except ServiceUnavailable as exc:
-                if stop.is_set():
-                    raise
-                log.warning("%s: %s; retrying in %.0fs", self.system.system, exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
             finally:
                 self._close()
+
+        errors = (psycopg2.DatabaseError, psycopg2.InterfaceError)
+        self.keep_running(stop, session, "PostgreSQL", errors, permanent=_NOT_TRANSIENT, also=(ServiceUnavailable,))
         log.info("%s: stopped at %s", self.system.system, state.get("position") or state.get("lsn_text"))

@@ -54,85 +54,77 @@ Integer cursors must not be negative.
 Checkpoint: {tables: {table: {last: [cursor value, key values...] (typed), initial_done}}}, written after
 each batch once Kafka acknowledged it. After a crash the rows after the checkpoint are read again.
 
-Known keys (reconcile_seconds > 0 only): a SQLite file next to the checkpoint
-(<run_dir>/checkpoints/<system>.keys.sqlite) keeps, per table, every key sent and not deleted, with its
-last position and row (a `d` needs the complete previous row). It grows with the number of live rows:
-roughly key + position + the row as JSON, so about 0.5-1 KiB per row for licensing (1 GB per million
-rows). It is updated before each checkpoint; deletions found by reconciliation are written to it first
-(with their detection time), then emitted, then removed once Kafka acknowledged, so a crash re-sends them
-with the same position and time. Reconciliation runs only when every table is caught up; it streams the
-source's keys through a temporary SQLite table, so memory stays bounded.
+Known keys (reconcile_seconds > 0 only): see producers.adapters.query_poll_keys.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from backbone import metrics
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, field_validator
+
 from backbone.errors import ConfigError
 from backbone.settings import Settings
-from contract.catalog import Entity, SourceSystem
+from contract.catalog import SourceSystem
 from contract.coerce import FieldErrors, coerce_record, coerce_value
 from producers.adapters import _sql_common as common
+from producers.adapters._sql_common import Identifier
 from producers.adapters.base import SourceAdapter
+from producers.adapters.options import load_options
+from producers.adapters.query_poll_keys import KnownKeys
+from producers.adapters.query_poll_sql import PolledTable, PollSql, decode_value, encode_value, position_part
 from producers.emitter import Change
 
 log = logging.getLogger(__name__)
 
-TABLE_FIELDS = ("entity", "cursor_column", "created_column", "deleted_column", "time_column", "reconcile_seconds")
+
+class PollColumns(BaseModel):
+    """The columns that drive the polling of a table, and how often its keys are reconciled: set for
+    every table in `adapter:`, or for one in its `tables` entry."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    cursor_column: Identifier = "updated_at"
+    created_column: Identifier | None = None
+    deleted_column: Identifier | None = None
+    time_column: Identifier | None = None
+    reconcile_seconds: NonNegativeFloat = 0.0
 
 
-def encode_value(value: Any) -> dict[str, Any]:
-    """A cursor or key value for the checkpoint, restored with its type by decode_value."""
-    if isinstance(value, datetime):
-        return {"t": "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {"t": "date", "v": value.isoformat()}
-    if isinstance(value, bool):
-        return {"t": "bool", "v": value}
-    if isinstance(value, int):
-        return {"t": "int", "v": value}
-    if isinstance(value, Decimal):
-        return {"t": "decimal", "v": str(value)}
-    if isinstance(value, float):
-        return {"t": "float", "v": value}
-    return {"t": "str", "v": str(value)}
+class PollTable(PollColumns):
+    """One entry of `tables` given as a mapping: the entity, and the columns of this table (those left
+    out are the adapter-wide ones)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    entity: str
 
 
-def decode_value(item: dict[str, Any]) -> Any:
-    kind, value = item["t"], item["v"]
-    if kind == "datetime":
-        return datetime.fromisoformat(value)
-    if kind == "date":
-        return date.fromisoformat(value)
-    if kind == "decimal":
-        return Decimal(value)
-    return value
+class QueryPollOptions(common.SqlOptions, PollColumns):
+    """The `adapter:` fields of kind query_poll (see the module's documentation)."""
 
+    driver: Literal["postgres", "mariadb", "mysql"] = "postgres"
+    tables: dict[str, PollTable]  # type: ignore[assignment]  # a table: entity name or its own settings
+    poll_seconds: PositiveFloat = 1.0
+    settle_seconds: NonNegativeFloat = 0.0
 
-def position_part(value: Any) -> str:
-    """A value's fixed-width text, so that lexical order is value order."""
-    if isinstance(value, datetime):
-        value = common.utc(value)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return f"{value:020d}"
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return f"{int(value):020d}"
-    return str(value)
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _entity_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"entity": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def for_table(self, table: PollTable) -> dict[str, Any]:
+        """The columns and reconcile_seconds of one table: its own where given, else the adapter's."""
+        return {n: getattr(table if n in table.model_fields_set else self, n) for n in PollColumns.model_fields}
 
 
 def _truthy(value: Any) -> bool:
@@ -145,138 +137,48 @@ def _truthy(value: Any) -> bool:
     return True  # a deletion timestamp
 
 
-@dataclass
-class _Table:
-    name: str  # as configured
-    schema: str | None
-    table: str
-    entity: Entity
-    payload: dict[str, Any]
-    fields: frozenset[str]
-    cursor: str
-    created: str | None
-    deleted: str | None
-    time_column: str | None
-    reconcile_seconds: float
-    key_types: dict[str, Any] = field(default_factory=dict)
-
-
 class QueryPollAdapter(SourceAdapter):
     kind = "query_poll"
 
     def __init__(self, system: SourceSystem, settings: Settings, registry: Any = None) -> None:
         super().__init__(system, settings, registry)
-        self.driver = self.setting("driver", "postgres", str)
-        if self.driver not in common.DRIVERS:
-            raise ConfigError(
-                f"{system.catalog_file}: field 'adapter.driver' has value {self.driver!r}: not one of "
-                f"{', '.join(common.DRIVERS)}"
-            )
-        self.params = common.connection_params(self, self.driver)
-        self.batch_size = common.int_setting(self, "batch_size", 500, minimum=1)
-        self.poll_seconds = common.number_setting(self, "poll_seconds", 1.0)
-        self.settle_seconds = common.number_setting(self, "settle_seconds", 0.0, allow_zero=True)
-        defaults = {
-            "cursor_column": self.setting("cursor_column", "updated_at", str),
-            "created_column": self.setting("created_column", None, str),
-            "deleted_column": self.setting("deleted_column", None, str),
-            "time_column": self.setting("time_column", None, str),
-            "reconcile_seconds": common.number_setting(self, "reconcile_seconds", 0.0, allow_zero=True),
-        }
-        tables = self.setting("tables", kind=dict)
-        if not tables:
-            raise ConfigError(f"{system.catalog_file}: field 'adapter.tables' is empty")
-        self.tables: list[_Table] = []
-        for name, value in tables.items():
-            self.tables.append(self._table(str(name), value, defaults))
-        self.quote = '"' if self.driver == "postgres" else "`"
+        self.options = options = load_options(QueryPollOptions, system)
+        self.driver = options.driver
+        self.params = common.connection_params(self, options, self.driver)
+        self.batch_size = options.batch_size
+        self.poll_seconds = options.poll_seconds
+        self.settle_seconds = options.settle_seconds
+        self.tables = [self._table(name, table) for name, table in options.tables.items()]
+        self.sql = PollSql(self.driver, self.batch_size)
         self._conn: Any = None
-        self._paramstyle = "pyformat"
-        self._known: sqlite3.Connection | None = None
+        self._known: KnownKeys | None = None
         if any(t.reconcile_seconds for t in self.tables):
-            path = self.checkpoints.path.with_name(f"{system.system}.keys.sqlite")
-            self._known = self._open_known(path)
+            self._known = KnownKeys(self.checkpoints.path.with_name(f"{system.system}.keys.sqlite"))
         self._reconciled: dict[str, float] = {}
 
     # -- configuration ---------------------------------------------------------------------------
-    def _table(self, name: str, value: Any, defaults: dict[str, Any]) -> _Table:
-        where = f"{self.system.catalog_file}: field 'adapter.tables.{name}'"
-        options = dict(defaults)
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(TABLE_FIELDS))
-            if unknown:
-                raise ConfigError(f"{where} has unknown fields {unknown} (known: {', '.join(TABLE_FIELDS)})")
-            options.update({k: v for k, v in value.items() if k != "entity"})
-            entity_name = value.get("entity")
-        else:
-            entity_name = value
-        entity = common.entity_for(self, name, entity_name)
+    def _table(self, name: str, settings: PollTable) -> PolledTable:
+        entity = common.entity_for(self, name, settings.entity)
         schema, table = common.split_table(self, name, None)
-        for column in ("cursor_column", "created_column", "deleted_column", "time_column"):
-            if options[column] is not None:
-                common.identifier(self, f"tables.{name}.{column}", options[column])
-        reconcile = options["reconcile_seconds"]
-        if isinstance(reconcile, bool) or not isinstance(reconcile, int | float) or reconcile < 0:
-            raise ConfigError(f"{where}.reconcile_seconds has value {reconcile!r}, expected a number >= 0")
         for key in entity.key:
             common.identifier(self, f"tables.{name}", key)
+        columns = self.options.for_table(settings)
         payload = entity.payload_schema()
         key_types = {f["name"]: f["type"] for f in payload["fields"] if f["name"] in entity.key}
-        return _Table(
+        return PolledTable(
             name,
             schema,
             table,
             entity,
             payload,
             frozenset(f["name"] for f in payload["fields"]),
-            options["cursor_column"],
-            options["created_column"],
-            options["deleted_column"],
-            options["time_column"],
-            float(reconcile),
+            columns["cursor_column"],
+            columns["created_column"],
+            columns["deleted_column"],
+            columns["time_column"],
+            columns["reconcile_seconds"],
             key_types,
         )
-
-    # -- SQL -------------------------------------------------------------------------------------
-    def _q(self, name: str) -> str:
-        return f"{self.quote}{name}{self.quote}"
-
-    def _from(self, table: _Table) -> str:
-        return f"{self._q(table.schema)}.{self._q(table.table)}" if table.schema else self._q(table.table)
-
-    def _placeholders(self, count: int, start: int = 0) -> list[str]:
-        style = self._paramstyle
-        if style == "qmark":
-            return ["?"] * count
-        if style == "numeric":
-            return [f":{i + 1}" for i in range(start, start + count)]
-        if style == "named":
-            return [f":p{i}" for i in range(start, start + count)]
-        return ["%s"] * count
-
-    def _args(self, values: list[Any]) -> Any:
-        return {f"p{i}": v for i, v in enumerate(values)} if self._paramstyle == "named" else values
-
-    def poll_sql(self, table: _Table, last: list[Any] | None, bound: Any = None) -> tuple[str, list[Any]]:
-        """The batch query after `last` (cursor value, key values), with its parameters."""
-        columns = [table.cursor, *table.entity.key]
-        where = [f"{self._q(table.cursor)} IS NOT NULL"]
-        values: list[Any] = []
-        if last is not None:
-            alternatives = []
-            for i in range(len(columns)):
-                terms = [f"{self._q(c)} = {{}}" for c in columns[:i]] + [f"{self._q(columns[i])} > {{}}"]
-                alternatives.append("(" + " AND ".join(terms) + ")")
-                values.extend(last[: i + 1])
-            where.append("(" + " OR ".join(alternatives) + ")")
-        if bound is not None:
-            where.append(f"{self._q(table.cursor)} <= {{}}")
-            values.append(bound)
-        text = (
-            f"SELECT * FROM {self._from(table)} WHERE {' AND '.join(where)} "
-            f"ORDER BY {', '.join(self._q(c) for c in columns)} LIMIT {int(self.batch_size)}"
-        )
-        return text.format(*self._placeholders(len(values))), values
 
     # -- connection ------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -284,11 +186,11 @@ class QueryPollAdapter(SourceAdapter):
         if self.driver == "postgres":
             import psycopg2
 
-            self._paramstyle = psycopg2.paramstyle
+            self.sql.paramstyle = psycopg2.paramstyle
         else:
             import pymysql
 
-            self._paramstyle = pymysql.paramstyle
+            self.sql.paramstyle = pymysql.paramstyle
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -318,7 +220,7 @@ class QueryPollAdapter(SourceAdapter):
     def _fetch(self, statement: str, values: list[Any]) -> tuple[list[str], list[tuple]]:
         cur = self._conn.cursor()
         try:
-            cur.execute(statement, self._args(values))
+            cur.execute(statement, self.sql.args(values))
             rows = cur.fetchall()
             columns = [d[0] for d in cur.description]
         finally:
@@ -330,43 +232,8 @@ class QueryPollAdapter(SourceAdapter):
         _, rows = self._fetch("SELECT CURRENT_TIMESTAMP", [])
         return rows[0][0]
 
-    # -- known keys (reconciliation) -------------------------------------------------------------
-    @staticmethod
-    def _open_known(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS known (tbl TEXT NOT NULL, key TEXT NOT NULL, position TEXT NOT NULL, "
-            "ts TEXT NOT NULL, row TEXT NOT NULL, deleted_ts TEXT, PRIMARY KEY (tbl, key))"
-        )
-        return db
-
-    def _remember(self, table: _Table, changes: list[Change]) -> None:
-        if self._known is None or not table.reconcile_seconds or not changes:
-            return
-        db = self._known
-        db.execute("BEGIN")
-        for change in changes:
-            if change.op == "d":
-                db.execute("DELETE FROM known WHERE tbl = ? AND key = ?", (table.name, change.key))
-            else:
-                db.execute(
-                    "INSERT INTO known (tbl, key, position, ts, row, deleted_ts) VALUES (?, ?, ?, ?, ?, NULL) "
-                    "ON CONFLICT (tbl, key) DO UPDATE SET position = excluded.position, ts = excluded.ts, "
-                    "row = excluded.row, deleted_ts = NULL",
-                    (
-                        table.name,
-                        change.key,
-                        change.position,
-                        change.ts_source.isoformat(),
-                        common.json_bytes(change.after).decode(),
-                    ),
-                )
-        db.execute("COMMIT")
-
-    def _key_text(self, table: _Table, values: tuple) -> str | None:
+    # -- reconciliation (hard deletes) ----------------------------------------------------------
+    def _key_text(self, table: PolledTable, values: tuple) -> str | None:
         try:
             return "|".join(
                 str(coerce_value(table.key_types[k], v)) for k, v in zip(table.entity.key, values, strict=True)
@@ -374,66 +241,39 @@ class QueryPollAdapter(SourceAdapter):
         except ValueError:
             return None
 
-    def _reconcile(self, table: _Table, state: dict[str, Any], stop: threading.Event) -> None:
+    def _source_keys(self, table: PolledTable, stop: threading.Event) -> Iterator[list[str]]:
+        """The table's keys in the source, in batches, until `stop` is set."""
+        cur = self._conn.cursor()
+        try:
+            cur.execute(self.sql.keys(table))
+            while not stop.is_set():
+                rows = cur.fetchmany(5000)
+                if not rows:
+                    break
+                yield [k for k in (self._key_text(table, tuple(r)) for r in rows) if k is not None]
+        finally:
+            cur.close()
+            self._conn.rollback()
+
+    def _reconcile(self, table: PolledTable, state: dict[str, Any], stop: threading.Event) -> None:
         """Emit `d` for keys sent before that are no longer in the table."""
-        db = self._known
-        assert db is not None
-        pending = db.execute(
-            "SELECT count(*) FROM known WHERE tbl = ? AND deleted_ts IS NOT NULL", (table.name,)
-        ).fetchone()[0]
-        if not pending:
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS present (key TEXT PRIMARY KEY)")
-            db.execute("DELETE FROM present")
-            cur = self._conn.cursor()
-            try:
-                keys = ", ".join(self._q(k) for k in table.entity.key)
-                cur.execute(f"SELECT {keys} FROM {self._from(table)}")
-                while not stop.is_set():
-                    rows = cur.fetchmany(5000)
-                    if not rows:
-                        break
-                    db.execute("BEGIN")
-                    db.executemany(
-                        "INSERT OR IGNORE INTO present (key) VALUES (?)",
-                        [(k,) for k in (self._key_text(table, tuple(r)) for r in rows) if k is not None],
-                    )
-                    db.execute("COMMIT")
-            finally:
-                cur.close()
-                self._conn.rollback()
-            if stop.is_set():
-                return
-            now = datetime.now(UTC)
-            db.execute("BEGIN")
-            for key, ts in db.execute(
-                "SELECT key, ts FROM known WHERE tbl = ? AND key NOT IN (SELECT key FROM present)", (table.name,)
-            ).fetchall():
-                when = max(now, datetime.fromisoformat(ts))
-                db.execute(
-                    "UPDATE known SET deleted_ts = ? WHERE tbl = ? AND key = ?", (when.isoformat(), table.name, key)
-                )
-            db.execute("COMMIT")
-            db.execute("DELETE FROM present")
-        while True:
-            rows = db.execute(
-                "SELECT key, position, row, deleted_ts FROM known WHERE tbl = ? AND deleted_ts IS NOT NULL "
-                "ORDER BY key LIMIT ?",
-                (table.name, self.batch_size),
-            ).fetchall()
-            if not rows:
-                break
+        known = self._known
+        assert known is not None
+        if not known.deletes_pending(table.name) and not known.mark_vanished(
+            table.name, self._source_keys(table, stop), stop
+        ):
+            return  # stopped
+        while rows := known.deleted(table.name, self.batch_size):
             for key, position, row, deleted_ts in rows:
                 before = coerce_record(table.payload, json.loads(row))
                 when = datetime.fromisoformat(deleted_ts)
                 self.emit(Change("d", key, f"{position}|deleted", when, before, None, False, table.entity.name))
             self.commit(state)
-            db.execute("BEGIN")
-            db.executemany("DELETE FROM known WHERE tbl = ? AND key = ?", [(table.name, r[0]) for r in rows])
-            db.execute("COMMIT")
+            known.forget(table.name, [r[0] for r in rows])
             log.info("%s: %d rows of %s vanished: sent as deletes", self.system.system, len(rows), table.name)
 
     # -- rows -> changes -------------------------------------------------------------------------
-    def _change(self, table: _Table, row: dict[str, Any], snapshot: bool) -> Change | None:
+    def _change(self, table: PolledTable, row: dict[str, Any], snapshot: bool) -> Change | None:
         cursor_value = row[table.cursor]
         key_values = [row[k] for k in table.entity.key]
         position = "|".join(position_part(v) for v in [cursor_value, *key_values])
@@ -467,14 +307,14 @@ class QueryPollAdapter(SourceAdapter):
             return Change("c", key, position, ts, None, record, snapshot, name)
         return Change("u", key, position, ts, None, record, snapshot, name)
 
-    def _poll(self, table: _Table, state: dict[str, Any]) -> int:
+    def _poll(self, table: PolledTable, state: dict[str, Any]) -> int:
         """One batch of one table; returns the number of rows read."""
         table_state = state["tables"].setdefault(table.name, {"last": None, "initial_done": False})
         last = [decode_value(v) for v in table_state["last"]] if table_state["last"] else None
         bound = None
         if self.settle_seconds:
             bound = self._db_now() - timedelta(seconds=self.settle_seconds)
-        statement, values = self.poll_sql(table, last, bound)
+        statement, values = self.sql.poll(table, last, bound)
         columns, rows = self._fetch(statement, values)
         missing = [c for c in (table.cursor, *table.entity.key) if c not in columns]
         if missing:
@@ -494,7 +334,8 @@ class QueryPollAdapter(SourceAdapter):
             table_state["initial_done"] = True
             log.info("%s: initial load of %s done", self.system.system, table.name)
         if rows or snapshot:
-            self._remember(table, changes)
+            if self._known is not None and table.reconcile_seconds:
+                self._known.remember(table.name, changes)
             numeric = None
             if rows:
                 cursor_value = rows[-1][columns.index(table.cursor)]
@@ -509,34 +350,30 @@ class QueryPollAdapter(SourceAdapter):
     def run(self, stop: threading.Event) -> None:
         state = self.checkpoints.load() or {}
         state.setdefault("tables", {})
-        delay = 1.0
-        errors = self._errors()
-        while not stop.is_set():
-            try:
-                if self._conn is None:
-                    self._connect()
-                busy = False
-                for table in self.tables:
-                    if stop.is_set():
-                        break
-                    if self._poll(table, state) >= self.batch_size:
-                        busy = True
-                delay = 1.0
-                if not busy and not stop.is_set():
-                    now = time.monotonic()
-                    for table in self.tables:
-                        due = self._reconciled.get(table.name, 0.0) + table.reconcile_seconds
-                        if table.reconcile_seconds and now >= due:
-                            self._reconcile(table, state, stop)
-                            self._reconciled[table.name] = time.monotonic()
-                    stop.wait(self.poll_seconds)
-            except errors as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                metrics.RETRIES.labels("adapter", "source_unavailable").inc()
-                log.warning("%s: database unavailable (%s); retrying in %.0fs", self.system.system, message, delay)
-                self._close()
-                stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+        try:
+            self.keep_running(stop, lambda: self._session(state, stop), "database", self._errors())
+        finally:
+            self._close()
+            if self._known is not None:
+                self._known.close()
+
+    def _session(self, state: dict[str, Any], stop: threading.Event) -> None:
+        """Poll every table until `stop` is set; reconcile the keys of caught-up tables when due."""
         self._close()
-        if self._known is not None:
-            self._known.close()
+        self._connect()
+        while not stop.is_set():
+            busy = False
+            for table in self.tables:
+                if stop.is_set():
+                    break
+                if self._poll(table, state) >= self.batch_size:
+                    busy = True
+            self.source_ok()
+            if not busy and not stop.is_set():
+                now = time.monotonic()
+                for table in self.tables:
+                    due = self._reconciled.get(table.name, 0.0) + table.reconcile_seconds
+                    if table.reconcile_seconds and now >= due:
+                        self._reconcile(table, state, stop)
+                        self._reconciled[table.name] = time.monotonic()
+                stop.wait(self.poll_seconds)

@@ -6,6 +6,7 @@ is only given after Kafka acknowledged (the broker-outage test stops Kafka: it r
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from devstack.procs import Child
 from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.push import PushClient, change_item
-from tests.helpers import wait_for
+from tests.helpers import count, query, wait_for
 
 SYSTEM = "push-licensing"
 ENTITY = "permit_application"
@@ -44,19 +45,6 @@ def write_catalog(folder: Path, **adapter: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return folder
-
-
-def query(port: str, sql: str) -> str:
-    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp.text
-
-
-def count(port: str, sql: str) -> int:
-    try:
-        return int(query(port, sql).strip() or 0)
-    except (requests.ConnectionError, AssertionError):
-        return -1
 
 
 def cdc_messages(settings: Settings) -> int:
@@ -157,7 +145,7 @@ def test_missing_token_variable_or_bad_field_is_a_config_error(make_settings, tm
         ("ack_timeout_seconds", -1, "field 'adapter.ack_timeout_seconds' has value -1"),
     ):
         folder = write_catalog(tmp_path / f"catalog-{field}", **{field: value})
-        with pytest.raises(ConfigError, match="licensing.yaml: " + message):
+        with pytest.raises(ConfigError, match=r"licensing\.yaml(:\d+)?: " + re.escape(message)):
             build_adapter(make_settings(catalog_dir=folder), SYSTEM)
     folder = write_catalog(tmp_path / "catalog-no-token", token_env=None)
     with pytest.raises(ConfigError, match="field 'adapter.token_env' is missing"):

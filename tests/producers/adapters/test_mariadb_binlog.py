@@ -30,35 +30,12 @@ from producers.emitter import Change
 from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.mariadb import MariaDbSourceWriter
-from tests.helpers import wait_for
+from tests.helpers import count, query, wait_for
 
 SYSTEM = "mariadb-licensing"
 TABLE = "licensing_permit_application"
 PASSWORD_ENV = "MARIADB_LICENSING_PASSWORD"
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory):
-    db = LocalMariaDB(tmp_path_factory.mktemp("mariadb"))
-    db.start()
-    try:
-        yield db
-    finally:
-        db.stop()
-
-
-def query(port: str, sql: str) -> str:
-    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp.text
-
-
-def count(port: str, sql: str) -> int:
-    try:
-        return int(query(port, sql).strip() or 0)
-    except (requests.ConnectionError, AssertionError):
-        return -1
 
 
 class Workload:

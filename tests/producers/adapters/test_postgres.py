@@ -34,38 +34,13 @@ from producers.emitter import Change
 from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.postgres import PostgresSourceWriter
-from tests.helpers import wait_for
+from tests.helpers import count, query, wait_for
 
 TABLE = "licensing_permit_application"
 PASSWORD_ENV = "PG_LICENSING_PASSWORD"
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory):
-    # A short walsender timeout: the outage test shows the CDC adapter keeps its stream alive while
-    # it waits for Kafka (it answers the server every 2 s).
-    server = LocalPostgres(tmp_path_factory.mktemp("postgres"), settings={"wal_sender_timeout": "6s"})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.remove()
-
-
 # -- helpers ---------------------------------------------------------------------------------------
-def query(port: str, sql: str) -> str:
-    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, timeout=30)
-    assert resp.status_code == 200, resp.text
-    return resp.text
-
-
-def count(port: str, sql: str) -> int:
-    try:
-        return int(query(port, sql).strip() or 0)
-    except (requests.ConnectionError, AssertionError):
-        return -1
-
-
 def rows(port: str, sql: str) -> list[dict]:
     text = query(port, sql + " FORMAT JSONEachRow")
     return [json.loads(line, parse_float=Decimal) for line in text.splitlines() if line.strip()]
