@@ -1,7 +1,9 @@
 """The source catalog: one YAML file per departmental system, naming its entities and schemas.
 
 Everything downstream (topics, processor routing, sink tables) is derived from here, so a new
-system is a catalog file plus a schema, with no new code."""
+system is a catalog file plus a schema, with no new code. Each file is validated by pydantic models
+(`_SystemFile`, `_EntityEntry`, `_AdapterMapping`); the first problem becomes one InputError naming
+the file, line, field and value, e.g. `catalog/x.yaml:12: field 'entities[0].key' has value ...`."""
 
 from __future__ import annotations
 
@@ -9,15 +11,30 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from backbone.errors import InputError
 from backbone.settings import Settings
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9-]*$")
+_DEFAULT_ADAPTER = {"kind": "simulator"}
+
+Loc = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -45,13 +62,11 @@ class Entity:
 
     def payload_schema(self) -> dict[str, Any]:
         try:
-            return json.loads(self.schema_path.read_text())
+            return _read_schema(self.schema_path)
         except FileNotFoundError:
             raise InputError(
                 f"{self.catalog_file}: entities.{self.name}.schema: file {self.schema_path} not found"
             ) from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{self.schema_path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,8 @@ class SourceSystem:
     freshness_seconds: int
     entities: tuple[Entity, ...]
     catalog_file: Path
+    # Dotted path under `adapter.` (without the prefix) -> line in catalog_file, for adapter setting errors.
+    adapter_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
@@ -88,47 +105,164 @@ class Catalog:
         raise InputError(f"no system named {name!r} in the catalog (known: {known})")
 
 
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted field path (as error messages name it) -> 1-based line, from the YAML node tree."""
-    lines: dict[str, int] = {}
+def _read_schema(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
+# -- the models ----------------------------------------------------------------------------------
+# Problems are raised as two custom error kinds, worded as the messages show them:
+#   "expected": `has value X, expected <what>`      "rule": `has value X: <rule>`
+
+
+def _expected(what: str) -> PydanticCustomError:
+    return PydanticCustomError("expected", "expected {what}", {"what": what})
+
+
+def _broken(rule: str) -> PydanticCustomError:
+    return PydanticCustomError("rule", "{rule}", {"rule": rule})
+
+
+def _required(value: Any) -> Any:
+    """A field written with no value (`system:`) counts as missing, as an absent one does."""
+    if value is None:
+        raise PydanticCustomError("missing", "is missing")
+    return value
+
+
+def _expecting(what: str) -> WrapValidator:
+    """Any problem with the field's value is reported as one: `has value X, expected <what>`."""
+
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise _expected(what) from None
+
+    return WrapValidator(check)
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> WrapValidator:
+    def check(value: Any, handler: Any) -> Any:
+        value = handler(value)
+        if not pattern.match(value):
+            raise _broken(f"use {rule}")
+        return value
+
+    return WrapValidator(check)
+
+
+def _adapter_or_default(value: Any, handler: Any) -> Any:
+    try:
+        return handler(value or _DEFAULT_ADAPTER)
+    except ValidationError:
+        raise _expected("a mapping with a 'kind'") from None
+
+
+Required = BeforeValidator(_required)
+SystemName = Annotated[StrictStr, Required, _matching(_SYSTEM, "lowercase letters, digits and '-'")]
+Name = Annotated[StrictStr, Required, _matching(_NAME, "lowercase letters, digits and '_'")]
+
+
+class _AdapterMapping(BaseModel):
+    """The `adapter:` mapping as the catalog sees it: a `kind`; its other settings belong to the
+    adapter of that kind (producers/adapters/options.py validates them)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    kind: StrictStr
+
+
+class _EntityEntry(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: Name
+    schema_file: Annotated[StrictStr, Required, Field(alias="schema")]
+    key: Annotated[list[StrictStr], Field(min_length=1), _expecting("a list of field names")]
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema_exists(cls, value: str, info: ValidationInfo) -> str:
+        schemas_dir: Path = info.context["schemas_dir"]
+        if not (schemas_dir / value).is_file():
+            raise _broken(f"no such file under {schemas_dir}")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_in_payload(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if "schema_file" not in info.data:
+            return value  # the schema's own problem is reported first
+        schema = info.context["schemas_dir"] / info.data["schema_file"]
+        payload_fields = {f.get("name") for f in _read_schema(schema).get("fields", [])}
+        missing = [k for k in value if k not in payload_fields]
+        if missing:
+            raise _broken(f"{', '.join(missing)} not a field of {schema.name}")
+        return value
+
+
+class _SystemFile(BaseModel):
+    """One catalog file. Fields are checked in this order; the first problem is reported."""
+
+    model_config = ConfigDict(strict=True)
+
+    system: SystemName
+    domain: Name
+    department: Annotated[StrictStr, Required]
+    adapter: Annotated[_AdapterMapping, WrapValidator(_adapter_or_default)] = _AdapterMapping(**_DEFAULT_ADAPTER)
+    entities: Annotated[list[_EntityEntry], Required]
+    freshness_seconds: Annotated[int, Field(gt=0), _expecting("a positive whole number")] = 60
+    title: Any = None
+
+
+# -- errors with file, line and field ------------------------------------------------------------
+
+_TYPE_ERRORS = {"string_type": "a str", "list_type": "a list", "model_type": "a mapping", "dict_type": "a mapping"}
+
+
+def _node_lines(node: yaml.Node, loc: Loc = ()) -> dict[Loc, int]:
+    """Field location (as pydantic names it: keys and list indexes) -> 1-based line in the file."""
+    lines: dict[Loc, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            path = f"{prefix}{key_node.value}"
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path + "."))
+            here = (*loc, key_node.value)
+            lines[here] = key_node.start_mark.line + 1
+            lines.update(_node_lines(value_node, here))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            path = f"{prefix.rstrip('.')}[{i}]"
-            lines[path] = item.start_mark.line + 1
-            lines.update(_key_lines(item, path + "."))
+            lines[(*loc, i)] = item.start_mark.line + 1
+            lines.update(_node_lines(item, (*loc, i)))
     return lines
 
 
-class _Fields:
-    """Reads fields of one catalog file; every problem names the file, line, field and value."""
+def _dotted(loc: Loc) -> str:
+    """('entities', 0, 'key') -> 'entities[0].key', as the messages name fields."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
-    def __init__(self, path: Path, lines: dict[str, int]) -> None:
-        self.path = path
-        self.lines = lines
 
-    def error(self, field: str, message: str) -> InputError:
-        line = self.lines.get(field) or self.lines.get(field.rsplit(".", 1)[0])
-        where = f"{self.path}:{line}" if line else str(self.path)
-        return InputError(f"{where}: field {field!r} {message}")
+def _problem(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is missing"
+    value = repr(error["input"])
+    if kind == "expected":
+        return f"has value {value}, {error['msg']}"
+    if kind in _TYPE_ERRORS:
+        return f"has value {value}, expected {_TYPE_ERRORS[kind]}"
+    return f"has value {value}: {error['msg']}"
 
-    def require(self, doc: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
-        value = doc.get(key)
-        if value is None:
-            raise self.error(f"{where}{key}", "is missing")
-        if not isinstance(value, kind):
-            raise self.error(f"{where}{key}", f"has value {value!r}, expected a {kind.__name__}")
-        return value
 
-    def name(self, doc: dict[str, Any], key: str, pattern: re.Pattern, rule: str, where: str = "") -> str:
-        value = self.require(doc, key, str, where)
-        if not pattern.match(value):
-            raise self.error(f"{where}{key}", f"has value {value!r}: use {rule}")
-        return value
+def _input_error(path: Path, lines: dict[Loc, int], error: ErrorDetails) -> InputError:
+    """The field's line, or (for a missing field) the nearest enclosing one's."""
+    loc = tuple(error["loc"])
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    where = f"{path}:{line}" if line else str(path)
+    return InputError(f"{where}: field {_dotted(loc)!r} {_problem(error)}")
 
 
 def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> SourceSystem:
@@ -142,44 +276,38 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         raise InputError(f"{path}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a mapping at the top level, found {type(doc).__name__}")
-    fields = _Fields(path, _key_lines(node))
-    system = fields.name(doc, "system", _SYSTEM, "lowercase letters, digits and '-'")
-    domain = fields.name(doc, "domain", _NAME, "lowercase letters, digits and '_'")
-    department = fields.require(doc, "department", str)
-    adapter = doc.get("adapter") or {"kind": "simulator"}
-    if not isinstance(adapter, dict) or not isinstance(adapter.get("kind"), str):
-        raise fields.error("adapter", f"has value {adapter!r}, expected a mapping with a 'kind'")
-    raw_entities = fields.require(doc, "entities", list)
-    entities = []
-    for i, raw in enumerate(raw_entities):
-        where = f"entities[{i}]."
-        if not isinstance(raw, dict):
-            raise fields.error(f"entities[{i}]", f"has value {raw!r}, expected a mapping")
-        name = fields.name(raw, "name", _NAME, "lowercase letters, digits and '_'", where)
-        schema = schemas_dir / fields.require(raw, "schema", str, where)
-        if not schema.is_file():
-            raise fields.error(f"{where}schema", f"has value {raw['schema']!r}: no such file under {schemas_dir}")
-        key = raw.get("key")
-        if not (isinstance(key, list) and key and all(isinstance(k, str) for k in key)):
-            raise fields.error(f"{where}key", f"has value {key!r}, expected a list of field names")
-        entity = Entity(system, department, domain, name, schema, tuple(key), path, topic_prefix)
-        payload_fields = {f.get("name") for f in entity.payload_schema().get("fields", [])}
-        missing = [k for k in key if k not in payload_fields]
-        if missing:
-            raise fields.error(f"{where}key", f"has value {key!r}: {', '.join(missing)} not a field of {schema.name}")
-        entities.append(entity)
-    freshness = doc.get("freshness_seconds", 60)
-    if not isinstance(freshness, int) or isinstance(freshness, bool) or freshness <= 0:
-        raise fields.error("freshness_seconds", f"has value {freshness!r}, expected a positive whole number")
+    lines = _node_lines(node)
+    try:
+        model = _SystemFile.model_validate(doc, context={"schemas_dir": schemas_dir})
+    except ValidationError as exc:
+        raise _input_error(path, lines, exc.errors(include_url=False)[0]) from None
+    entities = tuple(
+        Entity(
+            model.system,
+            model.department,
+            model.domain,
+            e.name,
+            schemas_dir / e.schema_file,
+            tuple(e.key),
+            path,
+            topic_prefix,
+        )
+        for e in model.entities
+    )
     return SourceSystem(
-        system=system,
-        title=str(doc.get("title", system)),
-        department=department,
-        domain=domain,
-        adapter=adapter,
-        freshness_seconds=freshness,
-        entities=tuple(entities),
+        system=model.system,
+        title=str(model.title) if "title" in model.model_fields_set else model.system,
+        department=model.department,
+        domain=model.domain,
+        adapter=model.adapter.model_dump(),
+        freshness_seconds=model.freshness_seconds,
+        entities=entities,
         catalog_file=path,
+        adapter_lines={
+            ".".join(str(part) for part in loc[1:]): line
+            for loc, line in lines.items()
+            if len(loc) > 1 and loc[0] == "adapter"
+        },
     )
 
 

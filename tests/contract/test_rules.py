@@ -30,6 +30,7 @@ from contract.rules import (
 )
 from producers.emitter import Change, envelope_for
 from simulators.licensing import LicensingOffice
+from tests.fakes import FakeRegistry
 
 SCHEMAS = PROJECT_ROOT / "schemas"
 REGIONS_CSV = PROJECT_ROOT / "data" / "bojonegoro_regions.csv"
@@ -42,23 +43,6 @@ CLEAN_PARSED = fastavro.parse_schema(RULES.clean_schema())
 SECRET = b"unit-test-key"
 PII = {"applicant_nik", "applicant_name", "applicant_phone", "applicant_address"}
 NO_NUL = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20)
-
-
-class FakeRegistry:
-    """Stands in for contract.codec.Registry: id -> (schema dict, parsed schema)."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
-
-    def add(self, schema: dict[str, Any]) -> int:
-        schema_id = len(self.schemas) + 1
-        self.schemas[schema_id] = (schema, fastavro.parse_schema(schema))
-        return schema_id
-
-    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
-        if schema_id not in self.schemas:
-            raise UndecodableMessage(f"schema id {schema_id} unknown")
-        return self.schemas[schema_id]
 
 
 def value_schema() -> dict[str, Any]:

@@ -1,16 +1,14 @@
-"""The catalog loader's and the settings' error messages, and the CLI's one-line errors."""
+"""The catalog loader's error messages: each names the file, line, field and value."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from backbone.errors import ConfigError, InputError
-from backbone.settings import PROJECT_ROOT, load_settings
+from backbone.errors import InputError
+from backbone.settings import PROJECT_ROOT
 from contract.catalog import load_catalog
 
 SCHEMAS = PROJECT_ROOT / "schemas"
@@ -30,15 +28,6 @@ def write(folder: Path, text: str, name: str = "office.yaml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-def clean_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("BACKBONE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("BACKBONE_CONFIG", str(tmp_path / "absent.toml"))
-    return monkeypatch
 
 
 # -- catalog -------------------------------------------------------------------------------------
@@ -139,97 +128,6 @@ def test_payload_schema_with_invalid_json_names_the_schema_file(tmp_path):
         load_catalog(write(tmp_path / "catalog", GOOD).parent, schemas)
 
 
-# -- settings ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("var", "value"),
-    [
-        ("BACKBONE_TOPIC_PARTITIONS", "0"),
-        ("BACKBONE_TOPIC_PARTITIONS", "abc"),
-        ("BACKBONE_LOG_LEVEL", "loud"),
-        ("BACKBONE_TOPIC_PREFIX", "bad prefix!"),
-        ("BACKBONE_QUERY_PORT", "70000"),
-    ],
-)
-def test_bad_setting_raises_config_error_naming_the_variable(clean_env, var, value):
-    clean_env.setenv(var, value)
-    with pytest.raises(ConfigError) as info:
-        load_settings()
-    assert f"{var}={value!r}" in str(info.value)
-
-
-def test_defaults_need_no_configuration(clean_env):
-    settings = load_settings()
-    assert settings.topic_partitions == 4 and settings.catalog_dir == PROJECT_ROOT / "catalog"
-
-
-def test_toml_config_file_is_read_and_env_wins(clean_env, tmp_path):
-    toml = tmp_path / "backbone.toml"
-    toml.write_text('topic_partitions = 7\nsink_group_id = "from-toml"\n')
-    clean_env.setenv("BACKBONE_CONFIG", str(toml))
-    settings = load_settings()
-    assert (settings.topic_partitions, settings.sink_group_id) == (7, "from-toml")
-    clean_env.setenv("BACKBONE_TOPIC_PARTITIONS", "3")
-    assert load_settings().topic_partitions == 3
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("topic_partitions = 0\n", "BACKBONE_TOPIC_PARTITIONS=0"),
-        ("topic_partitions = \n", "cannot read settings file"),
-        ("no_such_setting = 1\n", "BACKBONE_NO_SUCH_SETTING=1"),
-    ],
-)
-def test_bad_toml_config_raises_config_error(clean_env, tmp_path, text, expected):
-    toml = tmp_path / "backbone.toml"
-    toml.write_text(text)
-    clean_env.setenv("BACKBONE_CONFIG", str(toml))
-    with pytest.raises(ConfigError) as info:
-        load_settings()
-    assert expected in str(info.value)
-
-
-# -- the CLI -------------------------------------------------------------------------------------
-
-
-def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("BACKBONE_") and k not in ("COLUMNS", "LINES")}
-    base.update(BACKBONE_RUN_DIR=str(tmp_path / "run"), BACKBONE_CONFIG=str(tmp_path / "absent.toml"), **env)
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        env=base,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-CLI_CASES = [
-    (("status",), {"BACKBONE_TOPIC_PARTITIONS": "abc"}, "BACKBONE_TOPIC_PARTITIONS='abc'"),
-    (("sql", "SELECT 1"), {}, "no running sink"),
-]
-
-
-@pytest.mark.parametrize(("args", "env", "expected"), CLI_CASES, ids=["bad-setting", "no-sink"])
-def test_cli_user_error_exits_2_without_traceback(tmp_path, args, env, expected):
-    result = run_cli(tmp_path, *args, **env)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ")
-    assert expected in " ".join(result.stderr.split()), result.stderr
-    assert result.stdout == ""
-
-
-@pytest.mark.parametrize(("args", "env", "expected"), CLI_CASES, ids=["bad-setting", "no-sink"])
-def test_cli_user_error_is_a_single_line(tmp_path, args, env, expected):
-    result = run_cli(tmp_path, *args, **env)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
 def test_mistakes_name_the_line_of_the_field(tmp_path):
     text = GOOD.replace("key: [application_id]", "key: [no_such_field]")
     path = write(tmp_path / "catalog", text)
@@ -249,3 +147,18 @@ def test_validate_reports_every_file(tmp_path):
     results = dict(validate_catalog(folder, SCHEMAS))
     assert results[folder / "office.yaml"] is None
     assert "field 'domain' has value 'Bad-Domain'" in results[folder / "broken.yaml"]
+
+
+def test_adapter_lines_name_each_adapter_setting(tmp_path):
+    text = GOOD.replace("entities:", "adapter:\n  kind: file_drop\n  tables:\n    apps: permit_application\nentities:")
+    system = load_catalog(write(tmp_path / "catalog", text).parent, SCHEMAS).system("sim-licensing")
+    assert system.adapter == {"kind": "file_drop", "tables": {"apps": "permit_application"}}
+    assert system.adapter_lines == {"kind": 5, "tables": 6, "tables.apps": 7}
+    assert system == dataclasses.replace(system, adapter_lines={})  # lines are not part of equality
+
+
+def test_entity_without_key_is_named_missing(tmp_path):
+    path = write(tmp_path / "catalog", GOOD.replace("    key: [application_id]\n", ""))
+    with pytest.raises(InputError) as caught:
+        load_catalog(path.parent, SCHEMAS)
+    assert str(caught.value) == f"{path}:5: field 'entities[0].key' is missing"
