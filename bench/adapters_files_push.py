@@ -25,15 +25,12 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.net import free_port
 from backbone.runstate import read_state
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
-from bench import save_results
-from contract.bootstrap import bootstrap
-from contract.catalog import catalog_for
+from bench import adapter_settings, save_results
 from contract.reference import load_regions, villages
 from devstack.procs import Child
 from devstack.stack import LocalStack
@@ -45,14 +42,6 @@ TOKEN_ENV = "BENCH_PUSH_TOKEN"
 TOKEN = "bench-push-token"
 ROWS_PER_FILE = 2000
 PUSH_BATCH = 500
-
-
-def _catalog(folder: Path, system: str, adapter: dict) -> Path:
-    doc = yaml.safe_load((PROJECT_ROOT / "catalog" / "licensing.yaml").read_text())
-    doc.update(system=system, adapter=adapter)
-    folder.mkdir(parents=True)
-    (folder / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return folder
 
 
 def _start_adapter(settings: Settings, system: str, metrics_port: int) -> Child:
@@ -102,15 +91,7 @@ def _file_drop(work: Path, addresses, regions: list[str], n: int, timeout: float
     system = "bench-file-drop"
     drop = work / "drop"
     adapter = {"kind": "file_drop", "folder": str(drop), "settle_seconds": 0, "poll_seconds": 0.2}
-    settings = load_settings(
-        run_dir=work / system,
-        kafka_bootstrap=addresses.kafka_bootstrap,
-        registry_url=addresses.registry_url,
-        topic_prefix=f"{system}.",
-        catalog_dir=_catalog(work / f"catalog-{system}", system, adapter),
-    )
-    bootstrap(settings)
-    (entity,) = catalog_for(settings).system(system).entities
+    settings, entity = adapter_settings(work, addresses, system, adapter)
     staging = work / "staging"
     writer = CsvDropWriter(staging, entity, rows_per_file=ROWS_PER_FILE, seconds_per_file=3600)
     for change in _creates(regions, n):
@@ -145,16 +126,7 @@ def _file_drop(work: Path, addresses, regions: list[str], n: int, timeout: float
 
 def _http_push(work: Path, addresses, regions: list[str], n: int, timeout: float) -> dict:  # noqa: ANN001
     system = "bench-http-push"
-    adapter = {"kind": "http_push", "token_env": TOKEN_ENV}
-    settings = load_settings(
-        run_dir=work / system,
-        kafka_bootstrap=addresses.kafka_bootstrap,
-        registry_url=addresses.registry_url,
-        topic_prefix=f"{system}.",
-        catalog_dir=_catalog(work / f"catalog-{system}", system, adapter),
-    )
-    bootstrap(settings)
-    (entity,) = catalog_for(settings).system(system).entities
+    settings, entity = adapter_settings(work, addresses, system, {"kind": "http_push", "token_env": TOKEN_ENV})
     changes = _creates(regions, n)
     child = _start_adapter(settings, system, free_port())
     try:

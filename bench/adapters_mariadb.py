@@ -17,16 +17,11 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from shutil import rmtree
 
-import yaml
-
-from backbone.settings import PROJECT_ROOT, load_settings
-from bench import TimedAdapterRun, save_results
-from contract.bootstrap import bootstrap
-from contract.catalog import catalog_for
+from backbone.settings import load_settings
+from bench import adapter_settings, capture_rate, save_results, take_snapshot
 from contract.reference import load_regions, villages
 from devstack.mariadb import LocalMariaDB
 from devstack.stack import LocalStack
@@ -50,55 +45,23 @@ def main() -> None:
     try:
         params = db.start()
         os.environ[PASSWORD_ENV] = params["password"]
-        doc = yaml.safe_load((PROJECT_ROOT / "catalog" / "licensing.yaml").read_text())
-        doc.update(
-            system=SYSTEM,
-            adapter={
-                "kind": "mariadb_binlog",
-                "host": params["host"],
-                "port": params["port"],
-                "database": params["database"],
-                "user": params["user"],
-                "password_env": PASSWORD_ENV,
-                "server_id": 5999,
-                "tables": {"permit_application": "permit_application"},
-                "batch_size": args.batch_size,
-            },
-        )
-        catalog = work / "catalog"
-        catalog.mkdir()
-        (catalog / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        settings = load_settings(
-            run_dir=work / SYSTEM,
-            kafka_bootstrap=addresses.kafka_bootstrap,
-            registry_url=addresses.registry_url,
-            topic_prefix=f"{SYSTEM}.",
-            catalog_dir=catalog,
-        )
-        bootstrap(settings)
-        (entity,) = catalog_for(settings).system(SYSTEM).entities
-        writer = MariaDbSourceWriter(params, entity)
-        writer.create_table()
-        first = TimedAdapterRun(settings, SYSTEM)  # the (empty) snapshot and its binlog coordinates
-        checkpoint = settings.run_dir / "checkpoints" / f"{SYSTEM}.json"
-        first.wait(lambda: checkpoint.is_file() and json.loads(checkpoint.read_text())["snapshot_done"], 60, "snapshot")
-        first.finish()
-        changes = LicensingOffice(villages(load_regions(settings.regions_csv)), seed=3).changes()
-        started = time.monotonic()
-        writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
-        write_seconds = time.monotonic() - started
-        writer.close()
-        run = TimedAdapterRun(settings, SYSTEM)
-        run.wait(lambda: run.committed >= args.changes, 600, "every change captured and checkpointed")
-        seconds = run.last_commit - (run.first or run.last_commit)
-        run.finish()
-        result = {
-            "changes": run.committed,
-            "capture_seconds": round(seconds, 2),
-            "changes_per_s": round(run.committed / seconds) if seconds else None,
-            "source_write_changes_per_s": round(args.changes / write_seconds),
+        adapter = {
+            "kind": "mariadb_binlog",
+            "host": params["host"],
+            "port": params["port"],
+            "database": params["database"],
+            "user": params["user"],
+            "password_env": PASSWORD_ENV,
+            "server_id": 5999,
+            "tables": {"permit_application": "permit_application"},
             "batch_size": args.batch_size,
         }
+        settings, entity = adapter_settings(work, addresses, SYSTEM, adapter)
+        writer = MariaDbSourceWriter(params, entity)
+        writer.create_table()
+        take_snapshot(settings, SYSTEM, "snapshot")  # the (empty) snapshot and its binlog coordinates
+        changes = LicensingOffice(villages(load_regions(settings.regions_csv)), seed=3).changes()
+        result = {**capture_rate(settings, SYSTEM, writer, changes, args.changes), "batch_size": args.batch_size}
     finally:
         db.stop()
         stack.stop()

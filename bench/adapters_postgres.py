@@ -20,15 +20,10 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
-
 from backbone.settings import PROJECT_ROOT, load_settings
-from bench import TimedAdapterRun, save_results
-from contract.bootstrap import bootstrap
-from contract.catalog import catalog_for
+from bench import adapter_settings, capture_rate, save_results, take_snapshot
 from contract.reference import load_regions, villages
 from devstack.postgres import LocalPostgres
 from devstack.stack import LocalStack
@@ -36,14 +31,6 @@ from simulators.licensing import LicensingOffice
 from simulators.writers.postgres import PostgresSourceWriter
 
 PASSWORD_ENV = "BENCH_PG_PASSWORD"
-
-
-def _catalog(folder: Path, system: str, adapter: dict) -> Path:
-    doc = yaml.safe_load((PROJECT_ROOT / "catalog" / "licensing.yaml").read_text())
-    doc.update(system=system, adapter=adapter)
-    folder.mkdir(parents=True)
-    (folder / "licensing.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return folder
 
 
 def main() -> None:
@@ -80,41 +67,15 @@ def main() -> None:
                 adapter["slot"] = "bench"
             else:
                 adapter["created_column"] = "submitted_at"
-            settings = load_settings(
-                run_dir=work / system,
-                kafka_bootstrap=addresses.kafka_bootstrap,
-                registry_url=addresses.registry_url,
-                topic_prefix=f"{system}.",
-                catalog_dir=_catalog(work / f"catalog-{system}", system, adapter),
-            )
-            bootstrap(settings)
-            (entity,) = catalog_for(settings).system(system).entities
+            settings, entity = adapter_settings(work, addresses, system, adapter)
             writer = PostgresSourceWriter(dsn, entity)
             writer.create_table(replica_identity_full=True)
             if kind == "postgres_cdc":
-                first = TimedAdapterRun(settings, system)  # creates the slot (empty snapshot)
-                checkpoint = settings.run_dir / "checkpoints" / f"{system}.json"
-                first.wait(
-                    lambda path=checkpoint: path.is_file() and json.loads(path.read_text())["snapshot_done"], 60, "slot"
-                )
-                first.finish()
+                take_snapshot(settings, system, "slot")  # creates the slot (empty snapshot)
                 changes = LicensingOffice(regions, seed=3).changes()
             else:
                 changes = (c for c in LicensingOffice(regions, seed=3).changes() if c.op == "c")
-            started = time.monotonic()
-            writer.apply_many((next(changes) for _ in range(args.changes)), batch=1)
-            write_seconds = time.monotonic() - started
-            writer.close()
-            run = TimedAdapterRun(settings, system)
-            run.wait(lambda run=run: run.committed >= args.changes, 600, "every change captured and checkpointed")
-            seconds = run.last_commit - (run.first or run.last_commit)
-            run.finish()
-            results[kind] = {
-                "changes": run.committed,
-                "capture_seconds": round(seconds, 2),
-                "changes_per_s": round(run.committed / seconds) if seconds else None,
-                "source_write_changes_per_s": round(args.changes / write_seconds),
-            }
+            results[kind] = capture_rate(settings, system, writer, changes, args.changes)
             print(kind, results[kind], flush=True)
     finally:
         pg.remove()

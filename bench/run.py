@@ -19,8 +19,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,118 +32,31 @@ from rich.table import Table
 from backbone.errors import UserError
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
+from bench.stages import (
+    FAILED,
+    OUT,
+    TABLE,
+    Counts,
+    Throughput,
+    counter,
+    drain,
+    metrics_url,
+    peak_rss_mib,
+    query,
+    stage_counts,
+    stored,
+    total,
+    wait_for,
+)
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
 from devstack.procs import Child
-from devstack.progress import scrape
 from devstack.stack import LocalStack
 from simulators.simulate import run_simulator, run_simulators
 
-TABLE = "licensing_permit_application"
-OUT, FAILED = "backbone_events_out", "backbone_events_failed"  # counter families, per stage and topic
 BAD_RATIO = 0.02  # share of bad events in the all-domains phase (dead-lettered by the processor)
-POLL = 0.05  # seconds between polls: the timing resolution of the stage figures
+
 console = Console(width=None if sys.stdout.isatty() else 120)  # no wrapping in logs and pipes
-
-
-@dataclass
-class Throughput:
-    events: int
-    seconds: float  # from the start of the stage (child process launch) to the last event
-    events_per_s: float
-    startup_seconds: float | None = None  # start to the first event seen
-    steady_events: int | None = None  # events counted between the first and the last observation
-    steady_seconds: float | None = None
-    steady_events_per_s: float | None = None
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, children: Sequence[Child] = ()) -> float:
-    """Poll until condition() holds; returns the time it did. Fails on timeout or when a child exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in children:
-            if not child.alive():
-                raise RuntimeError(
-                    f"{child.name} exited while waiting for {what}; {child.log_path}:\n{child.log_tail(30)}")
-        if condition():
-            return time.monotonic()
-        time.sleep(POLL)
-    tails = "".join(f"\n{c.name} ({c.log_path}):\n{c.log_tail(30)}" for c in children)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tails}")
-
-
-Counts = dict[tuple[str, str], float]  # (counter family, topic) -> value
-
-
-def stage_counts(url: str, stage: str) -> Counts:
-    """A stage's event counters on its Prometheus endpoint, per family and topic; empty until it answers."""
-    try:
-        scraped = scrape(url)
-    except requests.RequestException:
-        return {}
-    counts: Counts = defaultdict(float)
-    for name in (OUT, FAILED):
-        for s in scraped.get(name, []):
-            if s.name.endswith("_total") and s.labels.get("stage") == stage:
-                counts[name, s.labels.get("topic", "")] += s.value
-    return counts
-
-
-def total(counts: Counts, families: Sequence[str], topics: Sequence[str] | None = None) -> float:
-    return sum(v for (name, topic), v in counts.items() if name in families and (topics is None or topic in topics))
-
-
-def counter(url: str, stage: str, families: Sequence[str]) -> float:
-    """Sum of a stage's counters on its Prometheus endpoint; 0 until the endpoint answers."""
-    return total(stage_counts(url, stage), families)
-
-
-def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
-    resp = requests.post(f"http://127.0.0.1:{settings.query_port}/", params={"default_format": fmt},
-                         data=sql.encode(), timeout=30)
-    resp.raise_for_status()
-    return resp.text.strip()
-
-
-def stored(settings: Settings, where: str = "") -> int:
-    try:
-        return int(query(settings, f"SELECT count() FROM {TABLE} FINAL {where}") or 0)
-    except (requests.RequestException, ValueError):  # sink not serving yet, or table not created yet
-        return 0
-
-
-def start_child(settings: Settings, command: str) -> Child:
-    return Child(command, [sys.executable, "-m", "cli.main", command],
-                 settings.run_dir / "logs" / f"{command}.log", env=settings.as_env(), stop_timeout=20).start()
-
-
-def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],
-            timeout: float, stall: float) -> Throughput:
-    """Time a child draining n events: start-up included, and from the first event seen to the last."""
-    first: list[tuple[float, float]] = []
-    last = [0.0, time.monotonic()]  # counter value and when it last moved
-
-    def condition() -> bool:
-        now, value = time.monotonic(), count()
-        if not first and value > 0:
-            first.append((now, value))
-        if value != last[0]:
-            last[:] = [value, now]
-        elif 0 < value < n and now - last[1] > stall:
-            # Started but no progress: fail now with the count rather than at the overall timeout.
-            raise RuntimeError(f"{child.name} stalled at {value:.0f} of {n} events (no progress for {stall:.0f}s); "
-                               f"{child.log_path}:\n{child.log_tail(30)}")
-        return finished(value)
-
-    done = wait_for(condition, timeout, f"{n} events through the {child.name}", [child])
-    # The counter can trail the condition (the sink inserts, then counts): then all arrived at once.
-    t0, v0 = first[0] if first else (done, n)
-    result = Throughput(n, done - started, n / (done - started), startup_seconds=t0 - started)
-    # Events counted at the first observation were processed before it: leave them out of the window.
-    if done > t0 and n > v0:
-        result.steady_events, result.steady_seconds = int(n - v0), done - t0
-        result.steady_events_per_s = (n - v0) / (done - t0)
-    return result
 
 
 @contextmanager
@@ -258,8 +172,8 @@ def domains_phase(args: argparse.Namespace, settings: Settings) -> dict[str, Any
             return total(seen, (OUT, FAILED), topics)
         return count
 
-    def mark(key: str, started: float, done: Callable[[str, dict[str, Any]], bool]) -> Callable[[float], bool]:
-        def finished(_value: float) -> bool:
+    def mark(key: str, done: Callable[[str, dict[str, Any]], bool]) -> Callable[[float, float], bool]:
+        def finished(_value: float, started: float) -> bool:
             for name, d in domains.items():
                 if key not in d and done(name, d):
                     d[key] = time.monotonic() - started
@@ -279,22 +193,18 @@ def domains_phase(args: argparse.Namespace, settings: Settings) -> dict[str, Any
     children: list[Child] = []
     try:
         console.log("all domains: processor draining the backlog")
-        started = time.monotonic()
-        children.append(processor := start_child(settings, "processor"))
-        url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
-        processed = measure(processor, started, events, scraper(url, "processor", all_cdc + all_clean),
-                            mark("processed_seconds", started, is_processed), timeout, args.stall)
+        url = metrics_url(settings, "processor")
+        processed = drain(settings, "processor", children, events, scraper(url, "processor", all_cdc + all_clean),
+                          mark("processed_seconds", is_processed), timeout, args.stall)
         counts = stage_counts(url, "processor")
         for name, d in domains.items():
             d["dead_lettered"] = int(total(counts, (FAILED,), cdc[name]))
         dead = sum(d["dead_lettered"] for d in domains.values())
 
         console.log("all domains: sink draining the backlog")
-        started = time.monotonic()
-        children.append(sink := start_child(settings, "sink"))
-        url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
-        sunk = measure(sink, started, events - dead, scraper(url, "sink", all_clean),
-                       mark("stored_seconds", started, is_stored), timeout, args.stall)
+        url = metrics_url(settings, "sink")
+        sunk = drain(settings, "sink", children, events - dead, scraper(url, "sink", all_clean),
+                     mark("stored_seconds", is_stored), timeout, args.stall)
         rss = {child.name: peak_rss_mib(child.pid) for child in children}
     finally:
         for child in reversed(children):
@@ -305,17 +215,6 @@ def domains_phase(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         "sink": {**asdict(sunk), "rows_final": sum(d["rows_final"] for d in domains.values())},
         "per_domain": domains, "peak_rss_mib": rss,
     }
-
-
-def peak_rss_mib(pid: int | None) -> float | None:
-    """VmHWM: the process's peak resident set, read while it still runs."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def git_commit() -> str | None:
@@ -346,19 +245,14 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
     children: list[Child] = []
     try:
         console.log("processor: draining the backlog")
-        started = time.monotonic()
-        children.append(processor := start_child(settings, "processor"))
-        processor_url = f"http://127.0.0.1:{settings.processor_metrics_port}/metrics"
-        processed = measure(processor, started, n, lambda: counter(processor_url, "processor", (OUT, FAILED)),
-                            lambda value: value >= n, timeout, args.stall)  # dead letters count as processed
-        failed = counter(processor_url, "processor", (FAILED,))
+        url = metrics_url(settings, "processor")
+        processed = drain(settings, "processor", children, n, partial(counter, url, "processor", (OUT, FAILED)),
+                          lambda value, _started: value >= n, timeout, args.stall)  # dead letters count as processed
+        failed = counter(url, "processor", (FAILED,))
 
         console.log("sink: draining the backlog")
-        started = time.monotonic()
-        children.append(sink := start_child(settings, "sink"))
-        sink_url = f"http://127.0.0.1:{settings.sink_metrics_port}/metrics"
-        sunk = measure(sink, started, n, lambda: counter(sink_url, "sink", (OUT,)),
-                       lambda _value: stored(settings) >= n, timeout, args.stall)
+        sunk = drain(settings, "sink", children, n, partial(counter, metrics_url(settings, "sink"), "sink", (OUT,)),
+                     lambda _value, _started: stored(settings) >= n, timeout, args.stall)
         rows = stored(settings)
 
         fresh_count = max(1, min(int(args.rate * args.fresh_seconds), 100_000))

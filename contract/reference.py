@@ -7,8 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from confluent_kafka import Producer
-
+from backbone import kafka
 from backbone.errors import InputError
 
 LEVELS = {"kabupaten", "kecamatan", "desa", "kelurahan"}
@@ -39,9 +38,10 @@ def villages(regions: dict[str, dict[str, str]]) -> list[str]:
 
 def publish_regions(bootstrap: str, topic: str, regions: dict[str, dict[str, str]]) -> int:
     """Write every region to the compacted topic (JSON key and value, as Faust tables read them)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    producer = kafka.make_producer(bootstrap, "reference")
     for code, info in regions.items():
-        producer.produce(topic, key=json.dumps(code).encode(), value=json.dumps(info).encode())
+        value, key = json.dumps(info).encode(), json.dumps(code).encode()
+        kafka.produce(producer, topic, value=value, key=key, stage="reference")
     remaining = producer.flush(30)
     if remaining:
         raise InputError(f"{remaining} reference records were not acknowledged by Kafka")

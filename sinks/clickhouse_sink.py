@@ -12,10 +12,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from backbone import metrics
+from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
+from backbone.retry import retrying
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import Catalog, catalog_for
@@ -82,7 +83,7 @@ class Sink:
                 "queued.max.messages.kbytes": 65536,
             }
         )
-        self.dlq = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all"})
+        self.dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
         self.stopping = threading.Event()
         self.stored = 0
 
@@ -178,7 +179,7 @@ class Sink:
                 dead,
             )
         for out in dead_letters_out:
-            self.dlq.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
+            kafka.produce(self.dlq, out.topic, out.value, out.key, out.headers, stage=STAGE)
         if dead_letters_out and self.dlq.flush(30):
             raise ServiceUnavailable("dead letters not acknowledged by Kafka")
         return len(batch)
@@ -186,20 +187,13 @@ class Sink:
     def _insert(self, table: str, names: list[str], columns: list[list[Any]], now: datetime) -> None:
         if not columns or not columns[0]:
             return
-        delay = 0.5
-        for attempt in range(6):
-            try:
-                self.writer.insert(table, names, columns)
-                break
-            except Exception as exc:  # noqa: BLE001 - store unavailable or rejecting: retry, then stop
-                if attempt == 5:
-                    raise ServiceUnavailable(
-                        f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}"
-                    ) from None
-                metrics.RETRIES.labels(STAGE, "insert").inc()
-                log.warning("insert into %s failed (%s), retrying in %.1fs", table, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10)
+        # Store unavailable or rejecting: retried (6 attempts in all), then the sink stops without committing.
+        try:
+            for attempt in retrying("store", stage=STAGE, what="insert"):
+                with attempt:
+                    self.writer.insert(table, names, columns)
+        except Exception as exc:  # noqa: BLE001 - any failure of the last attempt
+            raise ServiceUnavailable(f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}") from None
         ts_index = names.index("ts_source")
         freshness = metrics.FRESHNESS.labels(table)
         now_s = now.timestamp()

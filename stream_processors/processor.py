@@ -12,11 +12,10 @@ import asyncio
 import logging
 
 import faust
-from confluent_kafka import Producer
 from faust.tables import GlobalTable
 from faust.types import TP
 
-from backbone import metrics
+from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 from contract.bootstrap import preflight
@@ -76,16 +75,7 @@ def build_app(settings: Settings) -> faust.App:
             ),
         )
     )
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
+    producer = kafka.make_producer(settings.kafka_bootstrap, "processor")
     cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR))
     cdc_topics = [e.cdc_topic for e in catalog.entities]
     # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
@@ -98,12 +88,7 @@ def build_app(settings: Settings) -> faust.App:
             delivery_errors.append(err.str())
 
     def emit(out: Output) -> None:
-        while True:
-            try:
-                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.05)
+        kafka.produce(producer, out.topic, out.value, out.key, out.headers, on_delivery, STAGE)
 
     def flush_outputs() -> None:
         # Bounded retries: an unreachable broker stops the worker (no commit) rather than hanging forever.

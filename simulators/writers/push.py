@@ -12,13 +12,14 @@ PushError with the adapter's field-level errors."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import requests
+from tenacity import RetryCallState
 
+from backbone.retry import retrying
 from producers.emitter import Change
 
 
@@ -89,25 +90,41 @@ class PushClient:
         return accepted
 
     def _post(self, body: bytes) -> dict[str, Any]:
-        delay = 0.5
-        problem = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            try:
-                resp = self.session.post(self.endpoint, data=body, timeout=self.timeout)
-            except requests.RequestException as exc:  # connection refused, reset or timed out: send again
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            if 200 <= resp.status_code < 300:
-                return resp.json()
-            errors = _errors(resp)
-            if resp.status_code != 503:
-                raise PushError(resp.status_code, errors, f"{self.endpoint}: {resp.status_code} {errors[:3]}")
-            problem = f"503 {errors[:1]}"
-            delay = max(delay, float(resp.headers.get("Retry-After", 0) or 0))
-        raise PushError(None, [], f"{self.endpoint}: not accepted after {self.attempts} attempts ({problem})")
+        # A 503 or a broken connection: the same body again, after a backoff (or the adapter's Retry-After).
+        retries = retrying("http", stage="producer", what="push", on=_Unavailable, attempts=max(1, self.attempts))
+        backoff = retries.wait
+        try:
+            for attempt in retries.copy(wait=lambda state: max(backoff(state), _retry_after(state))):
+                with attempt:
+                    return self._post_once(body)
+        except _Unavailable as exc:
+            raise PushError(None, [], f"{self.endpoint}: not accepted after {self.attempts} attempts ({exc})") from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _post_once(self, body: bytes) -> dict[str, Any]:
+        try:
+            resp = self.session.post(self.endpoint, data=body, timeout=self.timeout)
+        except requests.RequestException as exc:  # connection refused, reset or timed out: send again
+            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+        if 200 <= resp.status_code < 300:
+            return resp.json()
+        errors = _errors(resp)
+        if resp.status_code != 503:  # a refusal: sending the same body again would not help
+            raise PushError(resp.status_code, errors, f"{self.endpoint}: {resp.status_code} {errors[:3]}")
+        raise _Unavailable(f"503 {errors[:1]}", float(resp.headers.get("Retry-After", 0) or 0))
+
+
+class _Unavailable(Exception):
+    """The adapter could not take the batch now (503 or a broken connection): it is sent again."""
+
+    def __init__(self, problem: str, retry_after: float = 0.0) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
+
+
+def _retry_after(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.retry_after if isinstance(exc, _Unavailable) else 0.0
 
 
 def _errors(resp: requests.Response) -> list[dict[str, Any]]:

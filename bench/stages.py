@@ -1,0 +1,146 @@
+"""The pipeline bench's stages as child processes: launching one, reading its Prometheus counters and
+the rows it stored, and timing it while it drains a backlog. Every wait is bounded."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from backbone.settings import Settings
+from devstack.procs import Child
+from devstack.progress import scrape
+
+TABLE = "licensing_permit_application"
+OUT, FAILED = "backbone_events_out", "backbone_events_failed"  # counter families, per stage and topic
+POLL = 0.05  # seconds between polls: the timing resolution of the stage figures
+
+
+@dataclass
+class Throughput:
+    events: int
+    seconds: float  # from the start of the stage (child process launch) to the last event
+    events_per_s: float
+    startup_seconds: float | None = None  # start to the first event seen
+    steady_events: int | None = None  # events counted between the first and the last observation
+    steady_seconds: float | None = None
+    steady_events_per_s: float | None = None
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, children: Sequence[Child] = ()) -> float:
+    """Poll until condition() holds; returns the time it did. Fails on timeout or when a child exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(
+                    f"{child.name} exited while waiting for {what}; {child.log_path}:\n{child.log_tail(30)}")
+        if condition():
+            return time.monotonic()
+        time.sleep(POLL)
+    tails = "".join(f"\n{c.name} ({c.log_path}):\n{c.log_tail(30)}" for c in children)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{tails}")
+
+
+Counts = dict[tuple[str, str], float]  # (counter family, topic) -> value
+
+
+def stage_counts(url: str, stage: str) -> Counts:
+    """A stage's event counters on its Prometheus endpoint, per family and topic; empty until it answers."""
+    try:
+        scraped = scrape(url)
+    except requests.RequestException:
+        return {}
+    counts: Counts = defaultdict(float)
+    for name in (OUT, FAILED):
+        for s in scraped.get(name, []):
+            if s.name.endswith("_total") and s.labels.get("stage") == stage:
+                counts[name, s.labels.get("topic", "")] += s.value
+    return counts
+
+
+def total(counts: Counts, families: Sequence[str], topics: Sequence[str] | None = None) -> float:
+    return sum(v for (name, topic), v in counts.items() if name in families and (topics is None or topic in topics))
+
+
+def counter(url: str, stage: str, families: Sequence[str]) -> float:
+    """Sum of a stage's counters on its Prometheus endpoint; 0 until the endpoint answers."""
+    return total(stage_counts(url, stage), families)
+
+
+def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
+    resp = requests.post(f"http://127.0.0.1:{settings.query_port}/", params={"default_format": fmt},
+                         data=sql.encode(), timeout=30)
+    resp.raise_for_status()
+    return resp.text.strip()
+
+
+def stored(settings: Settings, where: str = "") -> int:
+    try:
+        return int(query(settings, f"SELECT count() FROM {TABLE} FINAL {where}") or 0)
+    except (requests.RequestException, ValueError):  # sink not serving yet, or table not created yet
+        return 0
+
+
+def start_child(settings: Settings, command: str) -> Child:
+    return Child(command, [sys.executable, "-m", "cli.main", command],
+                 settings.run_dir / "logs" / f"{command}.log", env=settings.as_env(), stop_timeout=20).start()
+
+
+def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],
+            timeout: float, stall: float) -> Throughput:
+    """Time a child draining n events: start-up included, and from the first event seen to the last."""
+    first: list[tuple[float, float]] = []
+    last = [0.0, time.monotonic()]  # counter value and when it last moved
+
+    def condition() -> bool:
+        now, value = time.monotonic(), count()
+        if not first and value > 0:
+            first.append((now, value))
+        if value != last[0]:
+            last[:] = [value, now]
+        elif 0 < value < n and now - last[1] > stall:
+            # Started but no progress: fail now with the count rather than at the overall timeout.
+            raise RuntimeError(f"{child.name} stalled at {value:.0f} of {n} events (no progress for {stall:.0f}s); "
+                               f"{child.log_path}:\n{child.log_tail(30)}")
+        return finished(value)
+
+    done = wait_for(condition, timeout, f"{n} events through the {child.name}", [child])
+    # The counter can trail the condition (the sink inserts, then counts): then all arrived at once.
+    t0, v0 = first[0] if first else (done, n)
+    result = Throughput(n, done - started, n / (done - started), startup_seconds=t0 - started)
+    # Events counted at the first observation were processed before it: leave them out of the window.
+    if done > t0 and n > v0:
+        result.steady_events, result.steady_seconds = int(n - v0), done - t0
+        result.steady_events_per_s = (n - v0) / (done - t0)
+    return result
+
+
+def metrics_url(settings: Settings, stage: str) -> str:
+    """The Prometheus endpoint of a stage (processor or sink)."""
+    return f"http://127.0.0.1:{getattr(settings, f'{stage}_metrics_port')}/metrics"
+
+
+def drain(settings: Settings, stage: str, children: list[Child], n: int, count: Callable[[], float],
+          finished: Callable[[float, float], bool], timeout: float, stall: float) -> Throughput:
+    """Start a stage (a child process, added to `children`) on a backlog of n events and time it (see
+    `measure`) until finished(count, time the stage was started) holds."""
+    started = time.monotonic()
+    children.append(child := start_child(settings, stage))
+    return measure(child, started, n, count, lambda value: finished(value, started), timeout, stall)
+
+
+def peak_rss_mib(pid: int | None) -> float | None:
+    """VmHWM: the process's peak resident set, read while it still runs."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
