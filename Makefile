@@ -1,6 +1,5 @@
 # The two commands: `make demo` and `make test`. Both set everything up first.
 SHELL := /bin/bash
-PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

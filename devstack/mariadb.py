@@ -25,7 +25,7 @@ import pymysql
 
 from backbone.errors import ServiceUnavailable
 from backbone.net import free_port
-from devstack.procs import Child
+from devstack.procs import Child, wait_started
 
 MARIADBD = "/usr/sbin/mariadbd"
 
@@ -53,6 +53,8 @@ class LocalMariaDB:
         start_timeout: float = 60.0,
     ) -> None:
         self.folder = Path(folder)
+        self.datadir = self.folder / "data"
+        self.socket = self.folder / "mysqld.sock"
         self.database = database
         self.user = user
         self.writer_user = writer_user
@@ -62,14 +64,6 @@ class LocalMariaDB:
         self.port: int | None = None
         self.child: Child | None = None
         self.params: dict[str, Any] = {}
-
-    @property
-    def datadir(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def socket(self) -> Path:
-        return self.folder / "mysqld.sock"
 
     def _admin_user(self) -> str:
         # mariadb-install-db gives the OS account running it a unix_socket login with all privileges.
@@ -153,16 +147,7 @@ class LocalMariaDB:
         if os.geteuid() == 0:
             argv.append("--user=root")
         self.child = Child("mariadb", argv, self.folder / "mariadb.log", stop_timeout=30).start()
-        deadline = time.monotonic() + self.start_timeout
-        while not self._ready():
-            if not self.child.alive():
-                raise ServiceUnavailable(
-                    f"MariaDB exited during start-up; {self.child.log_path} ends with:\n{self.child.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServiceUnavailable(f"MariaDB did not accept connections within {self.start_timeout:.0f}s")
-            time.sleep(0.2)
+        wait_started(self.child, self._ready, self.start_timeout, "MariaDB", stop=self.stop)
         db = f"`{self.database}`"
         self.admin_sql(
             f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4;"

@@ -1,7 +1,8 @@
-"""A throw-away local PostgreSQL 15 server for tests and the demo: initdb + postgres from the Debian
-package's binaries, listening on a free 127.0.0.1 port, its data, Unix socket and log in one folder,
-configured for logical decoding (wal_level=logical, wal2json available when the package
-postgresql-15-wal2json is installed).
+"""A throw-away local PostgreSQL server for tests and the demo: initdb + postgres from the Debian
+package's binaries (whichever major version is installed under /usr/lib/postgresql, the newest one with
+wal2json preferred), listening on a free 127.0.0.1 port, its data, Unix socket and log in one folder,
+configured for logical decoding (wal_level=logical, wal2json available when the matching package
+postgresql-<major>-wal2json is installed).
 
 PostgreSQL refuses to run as root. When this process is root, initdb and postgres run as the `postgres`
 system user (created by the Debian package) through `setpriv` (or `runuser -u postgres --` where setpriv
@@ -24,15 +25,36 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.net import free_port
-from devstack.procs import Child
+from devstack.procs import Child, wait_started
 
-BIN = Path("/usr/lib/postgresql/15/bin")
+INSTALL_ROOT = Path("/usr/lib/postgresql")  # Debian's layout: <major>/bin/postgres, <major>/lib/wal2json.so
 SYSTEM_USER = "postgres"
+INSTALL_HINT = "run `make setup` (it installs the Debian packages postgresql and postgresql-<major>-wal2json)"
+
+
+def installed_majors(root: Path = INSTALL_ROOT) -> list[int]:
+    """The PostgreSQL major versions whose server is installed under `root`, newest first."""
+    if not root.is_dir():
+        return []
+    majors = [int(d.name) for d in root.iterdir() if d.name.isdigit() and (d / "bin" / "postgres").is_file()]
+    return sorted(majors, reverse=True)
+
+
+def has_wal2json(bin_dir: Path) -> bool:
+    """Whether the server in `bin_dir` has the wal2json output plugin (in its sibling lib/ folder)."""
+    return (bin_dir.parent / "lib" / "wal2json.so").is_file()
+
+
+def find_bin_dir(root: Path = INSTALL_ROOT) -> Path:
+    """The server binaries to use: the newest installed major with wal2json, else the newest installed."""
+    dirs = [root / str(major) / "bin" for major in installed_majors(root)]
+    if not dirs:
+        raise ConfigError(f"no PostgreSQL server found in {root}/<major>/bin", hint=INSTALL_HINT)
+    return next((d for d in dirs if has_wal2json(d)), dirs[0])
 
 
 def _connect_ok(dsn: str) -> bool:
@@ -54,13 +76,14 @@ class LocalPostgres:
     def __init__(
         self,
         folder: Path,
-        bin_dir: Path = BIN,
+        bin_dir: Path | None = None,
         start_timeout: float = 60.0,
         settings: dict[str, str] | None = None,
     ) -> None:
         self.folder = Path(folder).resolve()
         self.settings = dict(settings or {})  # extra server settings (-c name=value), e.g. wal_sender_timeout
-        self.bin_dir = bin_dir
+        self._bin_dir = Path(bin_dir) if bin_dir is not None else None  # None: find_bin_dir() on first use
+        self._auto_bin = bin_dir is None
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -69,6 +92,12 @@ class LocalPostgres:
         self.base = self.folder  # holds data/ and socket/; see _locate()
 
     # -- layout ----------------------------------------------------------------------------------
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir()
+        return self._bin_dir
+
     @property
     def data_dir(self) -> Path:
         return self.base / "data"
@@ -121,7 +150,7 @@ class LocalPostgres:
         except KeyError:
             raise ConfigError(
                 "running as root, but there is no `postgres` system user to run PostgreSQL as",
-                hint="install the Debian package postgresql-15 (apt-get install postgresql-15)",
+                hint=INSTALL_HINT,
             ) from None
         marker = self.folder / "DATA_LOCATION"
         if marker.is_file():
@@ -140,6 +169,24 @@ class LocalPostgres:
             raise ConfigError(f"the postgres user cannot use {self.data_dir}", hint="check the parent folders' modes")
 
     # -- life cycle ------------------------------------------------------------------------------
+    def _check_data_version(self) -> None:
+        """With found (not given) binaries: a data folder made by another major version is served by that
+        version's binaries when they are installed; else a clear error (the server would refuse the folder)."""
+        marker = self.data_dir / "PG_VERSION"
+        if not self._auto_bin or not marker.is_file():
+            return
+        data_major = marker.read_text().strip()
+        if self.bin_dir.parent.name == data_major:
+            return
+        other = INSTALL_ROOT / data_major / "bin"
+        if (other / "postgres").is_file():
+            self._bin_dir = other
+            return
+        raise ConfigError(
+            f"{self.data_dir} was made by PostgreSQL {data_major}, but the server in {self.bin_dir} is another version",
+            hint=f"install postgresql-{data_major}, or remove {self.folder} to start afresh",
+        )
+
     def _initdb(self) -> None:
         if (self.data_dir / "PG_VERSION").is_file():
             return
@@ -179,8 +226,9 @@ class LocalPostgres:
         if self.child is not None and self.child.alive():
             return self.dsn()
         if not (self.bin_dir / "postgres").is_file():
-            raise ConfigError(f"PostgreSQL binaries not found in {self.bin_dir}", hint="apt-get install postgresql-15")
+            raise ConfigError(f"PostgreSQL binaries not found in {self.bin_dir}", hint=INSTALL_HINT)
         self._locate()
+        self._check_data_version()
         self._initdb()
         self.port = free_port()
         self.child = Child(
@@ -217,19 +265,7 @@ class LocalPostgres:
             stop_timeout=30,
         ).start()
         dsn = self.dsn()
-        deadline = time.monotonic() + self.start_timeout
-        while not _connect_ok(dsn):
-            if not self.child.alive():
-                raise ServiceUnavailable(
-                    f"PostgreSQL exited during start-up; its log {self.log_path} ends with:\n{self.child.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                self.child.stop()
-                raise ServiceUnavailable(
-                    f"PostgreSQL did not accept connections within {self.start_timeout:.0f}s; "
-                    f"see {self.log_path}:\n{self.child.log_tail()}"
-                )
-            time.sleep(0.2)
+        wait_started(self.child, lambda: _connect_ok(dsn), self.start_timeout, "PostgreSQL")
         return dsn
 
     def create_database(self, name: str) -> str:

