@@ -71,7 +71,6 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(default=10.0, gt=0)
     query_max_rows: int = Field(default=100_000, ge=1)
     query_max_memory_bytes: int = Field(default=1 << 30, ge=1 << 20)  # per analyst query
-    query_max_bytes_read: int = Field(default=50 << 30, ge=1 << 20)
 
     # Local stack: JDKs (Kafka needs 17+, Apicurio Registry 3.3 needs 21+) and versions.
     java_home: Path | None = None

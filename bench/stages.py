@@ -73,9 +73,13 @@ def counter(url: str, stage: str, families: Sequence[str]) -> float:
     return total(stage_counts(url, stage), families)
 
 
+def query_headers(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.query_secret()}"}
+
+
 def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
     resp = requests.post(f"http://127.0.0.1:{settings.query_port}/", params={"default_format": fmt},
-                         data=sql.encode(), timeout=30)
+                         data=sql.encode(), headers=query_headers(settings), timeout=30)
     resp.raise_for_status()
     return resp.text.strip()
 

@@ -115,6 +115,7 @@ def sql(
             url,
             params={"default_format": "TabSeparated" if raw else "JSONCompact"},
             data=query.encode(),
+            headers={"Authorization": f"Bearer {settings.query_secret()}"},
             timeout=settings.query_timeout_seconds + 5,
         )
     except requests.ConnectionError:

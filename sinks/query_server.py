@@ -8,6 +8,8 @@ functions and any SETTINGS that would lift a limit. Error texts carry no server 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +39,26 @@ def _status_for(message: str) -> int:
     return 500
 
 
+def presented_token(request: web.Request) -> str:
+    """The token a client sent: `Authorization: Bearer`, ClickHouse's `X-ClickHouse-Key`, or the
+    password of HTTP basic auth (as ClickHouse clients send it)."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return ""
+    return request.headers.get("X-ClickHouse-Key", "")
+
+
 class QueryService:
     def __init__(self, client: Any, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self.token = settings.query_secret().encode()
         self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="query")
 
     def run(self, query: str, fmt: str) -> bytes:
@@ -49,6 +67,12 @@ class QueryService:
         return self.client.raw_query(statement, settings=settings, fmt=fmt)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if not hmac.compare_digest(presented_token(request).encode(), self.token):
+            return web.Response(
+                status=401,
+                text="authentication required: send the query token as 'Authorization: Bearer <token>'\n",
+                headers={"WWW-Authenticate": 'Bearer realm="backbone query"'},
+            )
         query = request.query.get("query", "")
         if request.method == "POST":
             body = (await request.read()).decode("utf-8", errors="replace")

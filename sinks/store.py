@@ -20,7 +20,6 @@ def read_only_settings(settings: Settings) -> dict[str, Any]:
         "max_result_rows": settings.query_max_rows,
         "result_overflow_mode": "throw",
         "max_memory_usage": settings.query_max_memory_bytes,
-        "max_bytes_to_read": settings.query_max_bytes_read,
         "readonly": 1,
     }
 

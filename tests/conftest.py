@@ -17,6 +17,7 @@ from backbone.settings import Settings, load_settings
 from contract.bootstrap import bootstrap
 from devstack.procs import Child
 from devstack.stack import LocalStack, StackAddresses
+from tests.helpers import QUERY_TOKEN
 
 _counter = itertools.count(1)
 
@@ -63,6 +64,7 @@ def make_settings(stack: StackAddresses, tmp_path: Path) -> Callable[..., Settin
             "processor_app_id": f"test-processor-{os.getpid()}-{n}",
             "sink_group_id": f"test-sink-{os.getpid()}-{n}",
             "pii_key": "test-key-not-secret",
+            "query_token": QUERY_TOKEN,
             "sink_batch_seconds": 0.2,
         }
         values.update(overrides)

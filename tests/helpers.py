@@ -10,6 +10,10 @@ import requests
 from backbone.settings import Settings
 from devstack.procs import Child
 
+# The query endpoint's token in every test pipeline (conftest's make_settings sets it).
+QUERY_TOKEN = "test-query-token"
+QUERY_HEADERS = {"Authorization": f"Bearer {QUERY_TOKEN}"}
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     return settings.as_env()
@@ -34,7 +38,7 @@ def wait_for(
 
 
 def query(port: str, sql: str) -> str:
-    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, timeout=30)
+    resp = requests.post(f"http://127.0.0.1:{port}/", data=sql, headers=QUERY_HEADERS, timeout=30)
     assert resp.status_code == 200, resp.text
     return resp.text
 

@@ -15,7 +15,7 @@ from contract.topics import DLQ_PROCESSOR, named
 from producers.emitter import ChangeEmitter
 from simulators.licensing import LicensingOffice
 from simulators.simulate import run_simulator
-from tests.helpers import count, query, wait_for
+from tests.helpers import QUERY_HEADERS, count, query, wait_for
 
 TABLE = "licensing_permit_application"
 
@@ -153,11 +153,13 @@ def test_query_endpoint_is_read_only_and_time_limited(make_settings, stage_proce
         "ALTER TABLE dead_letters DELETE WHERE 1",
         "SELECT 1 SETTINGS readonly = 0",
     ):
-        resp = requests.post(url, data=statement, timeout=10)
+        resp = requests.post(url, data=statement, headers=QUERY_HEADERS, timeout=10)
         assert resp.status_code == 403, (statement, resp.status_code, resp.text)
         assert "read-only" in resp.text or "readonly" in resp.text
     assert count(sink.env["BACKBONE_QUERY_PORT"], "SELECT count() FROM dead_letters") == 0
-    slow = requests.get(url, params={"query": "SELECT sum(number) FROM numbers(100000000000)"}, timeout=30)
+    slow = requests.get(
+        url, params={"query": "SELECT sum(number) FROM numbers(100000000000)"}, headers=QUERY_HEADERS, timeout=30
+    )
     assert slow.status_code == 504 and "Timeout exceeded" in slow.text
-    fmt = requests.get(url, params={"query": "SELECT 1 AS one FORMAT JSONEachRow"}, timeout=10)
+    fmt = requests.get(url, params={"query": "SELECT 1 AS one FORMAT JSONEachRow"}, headers=QUERY_HEADERS, timeout=10)
     assert fmt.status_code == 200 and fmt.json() == {"one": 1}

@@ -13,12 +13,13 @@ import requests
 
 from backbone.settings import load_settings
 from sinks.query_server import QueryServer
+from tests.helpers import QUERY_HEADERS, QUERY_TOKEN
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     run_dir = tmp_path_factory.mktemp("query")
-    settings = load_settings(run_dir=run_dir, query_timeout_seconds=3, query_max_rows=1000)
+    settings = load_settings(run_dir=run_dir, query_timeout_seconds=3, query_max_rows=1000, query_token=QUERY_TOKEN)
     writer = clickhouse_connect.get_client(dsn=settings.effective_clickhouse_dsn)
     writer.command("CREATE TABLE permits (id UInt32, status String) ENGINE = MergeTree ORDER BY id")
     writer.command("INSERT INTO permits VALUES (1, 'submitted'), (2, 'approved')")
@@ -33,7 +34,18 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
 
 
 def ask(url: str, sql: str) -> requests.Response:
-    return requests.post(url, data=sql.encode(), timeout=30)
+    return requests.post(url, data=sql.encode(), headers=QUERY_HEADERS, timeout=30)
+
+
+def test_a_query_needs_the_token(endpoint):
+    url, run_dir = endpoint
+    assert requests.post(url, data=b"SELECT 1", timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert requests.post(url, data=b"SELECT 1", headers=wrong, timeout=30).status_code == 401
+    assert requests.post(url, data=b"SELECT 1", auth=("analyst", QUERY_TOKEN), timeout=30).text == "1\n"
+    assert requests.post(url, data=b"SELECT 1", headers={"X-ClickHouse-Key": QUERY_TOKEN}, timeout=30).text == "1\n"
+    assert ask(url, "SELECT 1").text == "1\n"
+    assert requests.get(url + "ping", timeout=30).status_code == 200
 
 
 def test_ordinary_queries_answer(endpoint):

@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
-import requests
 from confluent_kafka import Consumer
 
 from backbone.errors import ConfigError
@@ -43,7 +42,7 @@ from producers.adapters.file_drop_rows import FileRejected, ParseOptions, RowPar
 from producers.emitter import Change
 from simulators.licensing import LicensingOffice
 from simulators.writers.files import CsvDropWriter, csv_value
-from tests.helpers import settings_env, wait_for
+from tests.helpers import QUERY_TOKEN, count, query, settings_env, wait_for
 
 SYSTEM = "fd-licensing"
 TABLE = "licensing_permit_application"
@@ -395,15 +394,10 @@ class Pipeline:
     start: Callable[..., Child]
 
     def query(self, sql: str) -> str:
-        resp = requests.post(f"http://127.0.0.1:{self.port}/", data=sql, timeout=30)
-        assert resp.status_code == 200, resp.text
-        return resp.text
+        return query(self.port, sql)
 
     def count(self, sql: str) -> int:
-        try:
-            return int(self.query(sql).strip() or 0)
-        except (requests.ConnectionError, AssertionError):
-            return -1
+        return count(self.port, sql)
 
     def adapter(self) -> Child:
         return self.start("adapters", "run", SYSTEM)
@@ -463,6 +457,7 @@ def pipeline(stack, tmp_path_factory) -> Iterator[Pipeline]:
         processor_app_id=f"test-processor-fd-{tag}",
         sink_group_id=f"test-sink-fd-{tag}",
         pii_key="test-key-not-secret",
+        query_token=QUERY_TOKEN,
         sink_batch_seconds=0.2,
         catalog_dir=root / "catalog",
     )
