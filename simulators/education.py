@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 
 from producers.emitter import Change
 from simulators import people
+from simulators.kit import (
+    UNKNOWN_VILLAGE,
+    Simulator,
+    by_kecamatan,
+    is_town,
+    kecamatan_of,
+    local,
+    next_in_hourly_process,
+    region_names,
+    seat_of,
+    start_of_day,
+    wall_clock,
+)
 
-BAD_VILLAGE = "35.22.99.9999"
 BAD_KINDS = ("unknown_village", "negative_count", "missing_required", "impossible_transition")
-JAKARTA = timedelta(hours=7)
 
 # level -> (schools in the register, grades, pupils per study group (rombel), most groups per grade,
 # share of state schools). Senior secondary schools are run by the province but listed here too.
@@ -59,25 +68,9 @@ GRADUATION_MONTHS = {"SD": (6,), "SMP": (6,), "SMA": (5, 6), "SMK": (5, 6)}
 MAX_ACTIVE = 50_000  # beyond this the simulator forgets (never changes again) random active enrolments
 
 
-@lru_cache(maxsize=1)
-def _region_names() -> dict[str, str]:
-    """Names of the real regions for school names; codes only if the reference data is unavailable."""
-    try:
-        from backbone.settings import get_settings
-        from contract.reference import load_regions
-
-        return {code: info["name"] for code, info in load_regions(get_settings().regions_csv).items()}
-    except Exception:  # names are cosmetic: fall back to codes
-        return {}
-
-
-def _kecamatan(village: str) -> str:
-    return village.rsplit(".", 1)[0]
-
-
 def _school_year(at: datetime) -> int:
-    local = at + JAKARTA
-    return local.year if local.month >= 7 else local.year - 1
+    wall = local(at)
+    return wall.year if wall.month >= 7 else wall.year - 1
 
 
 def _final_grade(level: str) -> int:
@@ -89,34 +82,18 @@ def _official(rng: random.Random) -> str:
     return f"{before}{people.name(rng)}{after}"
 
 
-class EducationOffice:
-    """A deterministic stream of school and enrolment changes (same seed, start and clock start,
-    same changes). The school register itself depends on the seed only, so NPSNs are stable keys
-    across runs; it is snapshotted (op 'r') when the stream starts from position 0."""
+class EducationOffice(Simulator):
+    """School register and enrolment changes on the school year's timeline. The register depends on
+    the seed only, so NPSNs are stable keys across runs; it is snapshotted (op 'r') when the stream
+    starts from position 0."""
 
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline, so records do not depend on the time of day we start.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
-        self.villages = villages
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
+    def _start(self, clock_start: datetime | None) -> None:
         # The office's timeline starts at 07:00 in Jakarta (00:00 UTC) of the day.
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        self.business_clock = clock_start or today
-        self.names = _region_names()
-        self.by_kecamatan: dict[str, list[str]] = {}
-        for village in villages:
-            self.by_kecamatan.setdefault(_kecamatan(village), []).append(village)
-        self.village_weights = [1.0 / (1 + i % 23) for i in range(len(villages))]
-        self.schools = self._register(random.Random(seed * 104_729 + 17))
+        self.business_clock = clock_start or start_of_day(0)
+        self.names = region_names()
+        self.by_kecamatan = by_kecamatan(self.villages)
+        self.village_weights = [1.0 / (1 + i % 23) for i in range(len(self.villages))]
+        self.schools = self._register(random.Random(self.seed * 104_729 + 17))
         self.school_ids = sorted(self.schools)
         self.by_level: dict[str, list[str]] = {level: [] for level in LEVELS}
         for npsn in self.school_ids:
@@ -125,7 +102,6 @@ class EducationOffice:
         self.level_weights = {
             level: [self.schools[n]["student_capacity"] for n in ids] for level, ids in self.by_level.items()
         }
-        self.snapshot_due = start_seq == 0
         self.active: dict[str, dict] = {}
         self.active_keys: list[str] = []
         self.active_index: dict[str, int] = {}
@@ -134,26 +110,14 @@ class EducationOffice:
 
     # -- reference data ------------------------------------------------------------------------
 
-    def _seat(self, kecamatan: str) -> str:
-        """The village at the centre of a kecamatan: the one named like it, else a kelurahan (town), else the first."""
-        villages = self.by_kecamatan[kecamatan]
-        name = self.names.get(kecamatan)
-        for village in villages:
-            if name and self.names.get(village) == name:
-                return village
-        towns = [v for v in villages if v.rsplit(".", 1)[1].startswith("1")]
-        return (towns or villages)[0]
-
     def _register(self, rng: random.Random) -> dict[str, dict]:
-        seats = {self._seat(k) for k in self.by_kecamatan}
+        seats = {seat_of(villages, self.names.get(k), self.names) for k, villages in self.by_kecamatan.items()}
         weights = {}
         for level in LEVELS:
             if level == "SD":  # a primary school in nearly every village, more in towns
-                weights[level] = [2.0 if v.rsplit(".", 1)[1].startswith("1") else 1.0 for v in self.villages]
+                weights[level] = [2.0 if is_town(v) else 1.0 for v in self.villages]
             else:  # secondary schools cluster in the kecamatan centres and the town
-                weights[level] = [
-                    10.0 if v in seats else 4.0 if v.rsplit(".", 1)[1].startswith("1") else 0.4 for v in self.villages
-                ]
+                weights[level] = [10.0 if v in seats else 4.0 if is_town(v) else 0.4 for v in self.villages]
         schools: dict[str, dict] = {}
         numbering: dict[str, int] = {}
         index = 0
@@ -161,7 +125,7 @@ class EducationOffice:
             for _ in range(count):
                 index += 1
                 village = rng.choices(self.villages, weights=weights[level])[0]
-                kecamatan = self.names.get(_kecamatan(village), _kecamatan(village))
+                kecamatan = self.names.get(kecamatan_of(village), kecamatan_of(village))
                 ownership = "NEGERI" if rng.random() < state_share else "SWASTA"
                 if ownership == "NEGERI" and level == "SD":
                     base = f"SD Negeri {self.names.get(village, village)}"
@@ -191,10 +155,6 @@ class EducationOffice:
 
     # -- timeline ------------------------------------------------------------------------------
 
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
-
     @staticmethod
     def _rate(local: datetime) -> float:
         """Changes per hour: operators work 07:00-15:00 on weekdays and 07:00-12:00 on Saturdays."""
@@ -204,18 +164,7 @@ class EducationOffice:
 
     def _advance(self) -> datetime:
         """The next change's time: a Poisson process whose rate is constant within each hour."""
-        t = self.business_clock
-        while True:
-            local = t + JAKARTA
-            boundary = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) - JAKARTA
-            rate = self._rate(local)
-            if rate > 0:
-                candidate = t + timedelta(hours=self.clock_rng.expovariate(rate))
-                if candidate < boundary:
-                    t = candidate
-                    break
-            t = boundary
-        self.business_clock = t.replace(microsecond=t.microsecond // 1000 * 1000)
+        self.business_clock = next_in_hourly_process(self.business_clock, self._rate, self.clock_rng)
         return self.business_clock
 
     # -- enrolments ----------------------------------------------------------------------------
@@ -227,12 +176,12 @@ class EducationOffice:
 
     def _graduates(self, record: dict, at: datetime) -> bool:
         level = record["level"]
-        return (at + JAKARTA).month in GRADUATION_MONTHS[level] and self._grade_now(record, at) == _final_grade(level)
+        return local(at).month in GRADUATION_MONTHS[level] and self._grade_now(record, at) == _final_grade(level)
 
     def _near(self, village: str) -> str:
         """Where a student lives: mostly the school's kecamatan (admission zoning), sometimes anywhere."""
         if self.rng.random() < 0.85:
-            return self.rng.choice(self.by_kecamatan[_kecamatan(village)])
+            return self.rng.choice(self.by_kecamatan[kecamatan_of(village)])
         return self.rng.choices(self.villages, weights=self.village_weights)[0]
 
     def _enrolment(
@@ -320,16 +269,17 @@ class EducationOffice:
         return Change("u", npsn, position, now, before=dict(before), after=dict(after), entity="school")
 
     def _action(self, at: datetime, impossible: set[str]) -> str:
-        weights = list(SEASON.get((at + JAKARTA).month, USUAL_SEASON))
+        weights = list(SEASON.get(local(at).month, USUAL_SEASON))
         if not self.active_keys:
             impossible |= {"transfer_out", "dropout", "graduation"}
         for action in impossible:
             weights[ACTIONS.index(action)] = 0
         return self.rng.choices(ACTIONS, weights=weights)[0]
 
-    def _bad(self, position: str, now: datetime) -> Change:
+    def _bad(self) -> Change:
         """A change the processor must dead-letter; it never enters the simulator's state."""
         rng = self.rng
+        position, now = self._next_position(), wall_clock()
         at = self.business_clock
         kind = rng.choice(BAD_KINDS)
         if kind == "impossible_transition" and not self.finished:
@@ -350,83 +300,74 @@ class EducationOffice:
             elif kind == "missing_required":
                 after["headmaster"] = None
             else:
-                after["village_code"] = BAD_VILLAGE
+                after["village_code"] = UNKNOWN_VILLAGE
             return Change("u", npsn, position, now, before=dict(before), after=after, entity="school")
         level = rng.choices(list(NEW_SHARE), weights=list(NEW_SHARE.values()))[0]
         record = self._enrolment(position, at, level, ENTRY_GRADE[level], "NEW")
         if kind == "missing_required":
             record["student_nisn"] = None
         else:
-            record["student_village_code"] = BAD_VILLAGE
+            record["student_village_code"] = UNKNOWN_VILLAGE
         return Change("c", record["enrolment_id"], position, now, after=record, entity="enrolment")
 
-    def changes(self) -> Iterator[Change]:
+    snapshot_entity = "school"
+
+    def _reference_records(self) -> dict[str, dict]:
+        return {npsn: self.schools[npsn] for npsn in self.school_ids}
+
+    def _bad_turn(self) -> bool:
+        # The admission half of a transfer comes next, whatever the bad ratio.
+        return not self.pending and super()._bad_turn()
+
+    def _next_change(self) -> Change:
         rng = self.rng
-        if self.snapshot_due:
-            self.snapshot_due = False
-            for npsn in self.school_ids:
-                yield Change(
-                    "r",
-                    npsn,
-                    self._next_position(),
-                    datetime.now(UTC),
-                    after=dict(self.schools[npsn]),
-                    snapshot=True,
-                    entity="school",
-                )
-        while True:
-            position = self._next_position()
-            now = datetime.now(UTC)
-            if self.pending:
-                record = self.pending.pop(0)
-                record["enrolment_id"] = f"DISDIK-{position}"
-                self._activate(record)
-                yield Change("c", record["enrolment_id"], position, now, after=dict(record), entity="enrolment")
-                continue
-            if self.bad_ratio and rng.random() < self.bad_ratio:
-                yield self._bad(position, now)
-                continue
-            at = self._advance()
-            change = None
-            impossible: set[str] = set()  # actions without a candidate now
-            while change is None:
-                action = self._action(at, impossible)
-                impossible.add(action)
-                if action == "school":
-                    change = self._school_change(position, now, at)
-                elif action in ("new", "transfer_in"):
-                    level = rng.choices(list(NEW_SHARE), weights=list(NEW_SHARE.values()))[0]
-                    if action == "new":
-                        record = self._enrolment(position, at, level, ENTRY_GRADE[level], "NEW")
-                    else:
-                        record = self._enrolment(position, at, level, rng.choice(LEVELS[level][1]), "TRANSFER")
-                    self._activate(record)
-                    change = Change("c", record["enrolment_id"], position, now, after=dict(record), entity="enrolment")
-                elif action == "graduation":
-                    key = self._pick(lambda r, at=at: self._graduates(r, at))
-                    if key is not None:
-                        change = self._finish(position, now, key, at, "GRADUATED", "GRADUATION")
-                elif action == "dropout":
-                    key = self._pick(lambda r: rng.random() < DROPOUT_PROPENSITY[r["level"]])
-                    if key is not None:
-                        change = self._finish(position, now, key, at, "DROPPED_OUT", "DROPOUT")
+        position, now = self._next_position(), wall_clock()
+        if self.pending:
+            record = self.pending.pop(0)
+            record["enrolment_id"] = f"DISDIK-{position}"
+            self._activate(record)
+            return Change("c", record["enrolment_id"], position, now, after=dict(record), entity="enrolment")
+        at = self._advance()
+        change = None
+        impossible: set[str] = set()  # actions without a candidate now
+        while change is None:
+            action = self._action(at, impossible)
+            impossible.add(action)
+            if action == "school":
+                change = self._school_change(position, now, at)
+            elif action in ("new", "transfer_in"):
+                level = rng.choices(list(NEW_SHARE), weights=list(NEW_SHARE.values()))[0]
+                if action == "new":
+                    record = self._enrolment(position, at, level, ENTRY_GRADE[level], "NEW")
                 else:
-                    key = rng.choice(self.active_keys)
-                    change = self._finish(position, now, key, at, "TRANSFERRED", "TRANSFER")
-                    left = change.after
-                    others = [n for n in self.by_level[left["level"]] if n != left["school_npsn"]]
-                    if others and rng.random() < 0.6:  # to another school of the regency: admitted there next
-                        student = {k: left[k] for k in ("student_nisn", "student_name", "student_village_code")}
-                        self.pending.append(
-                            self._enrolment(
-                                position,
-                                at,
-                                left["level"],
-                                left["grade"],
-                                "TRANSFER",
-                                npsn=rng.choice(others),
-                                student=student,
-                                from_npsn=left["school_npsn"],
-                            )
+                    record = self._enrolment(position, at, level, rng.choice(LEVELS[level][1]), "TRANSFER")
+                self._activate(record)
+                change = Change("c", record["enrolment_id"], position, now, after=dict(record), entity="enrolment")
+            elif action == "graduation":
+                key = self._pick(lambda r, at=at: self._graduates(r, at))
+                if key is not None:
+                    change = self._finish(position, now, key, at, "GRADUATED", "GRADUATION")
+            elif action == "dropout":
+                key = self._pick(lambda r: rng.random() < DROPOUT_PROPENSITY[r["level"]])
+                if key is not None:
+                    change = self._finish(position, now, key, at, "DROPPED_OUT", "DROPOUT")
+            else:
+                key = rng.choice(self.active_keys)
+                change = self._finish(position, now, key, at, "TRANSFERRED", "TRANSFER")
+                left = change.after
+                others = [n for n in self.by_level[left["level"]] if n != left["school_npsn"]]
+                if others and rng.random() < 0.6:  # to another school of the regency: admitted there next
+                    student = {k: left[k] for k in ("student_nisn", "student_name", "student_village_code")}
+                    self.pending.append(
+                        self._enrolment(
+                            position,
+                            at,
+                            left["level"],
+                            left["grade"],
+                            "TRANSFER",
+                            npsn=rng.choice(others),
+                            student=student,
+                            from_npsn=left["school_npsn"],
                         )
-            yield change
+                    )
+        return change

@@ -10,17 +10,27 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 
 from producers.emitter import Change
 from simulators import people
+from simulators.kit import (
+    UNKNOWN_VILLAGE,
+    Simulator,
+    by_kecamatan,
+    kecamatan_of,
+    local,
+    next_in_hourly_process,
+    region_names,
+    rupiah,
+    seat_of,
+    start_of_day,
+    to_millis,
+    wall_clock,
+)
 
-BAD_VILLAGE = "35.22.99.9999"
 BAD_KINDS = ("unknown_village", "negative_amount", "missing_required", "impossible_transition", "negative_count")
-JAKARTA = timedelta(hours=7)
 HOSPITAL = "RSUD Dr. R. Sosodoro Djatikoesoemo"
 HOSPITAL_CODE = "RSUD3522001"
 HOSPITAL_KECAMATAN = "35.22.15"  # Kecamatan Bojonegoro, the town
@@ -89,44 +99,21 @@ TARIFFS = {
 }
 PAYERS = {"BPJS": 72, "UMUM": 20, "JAMKESDA": 8}
 REFERRAL = {"PUSTU": 0.10, "PUSKESMAS": 0.07, "RSUD": 0.02}
-# service -> (minutes waiting for the consultation, minutes of care): a fixed part plus an exponential mean
-WAITING = {
-    "OUTPATIENT": (10, 45),
-    "EMERGENCY": (1, 8),
-    "INPATIENT": (20, 60),
-    "IMMUNISATION": (5, 25),
-    "MATERNAL": (10, 30),
-}
-CARE = {
-    "OUTPATIENT": (5, 10),
-    "EMERGENCY": (30, 120),
-    "INPATIENT": (1440, 4320),
-    "IMMUNISATION": (3, 5),
-    "MATERNAL": (10, 15),
+# service -> minutes waiting for the consultation, then minutes of care: each a fixed part plus an
+# exponential mean
+WAITING_AND_CARE = {
+    "OUTPATIENT": ((10, 45), (5, 10)),
+    "EMERGENCY": ((1, 8), (30, 120)),
+    "INPATIENT": ((20, 60), (1440, 4320)),
+    "IMMUNISATION": ((5, 25), (3, 5)),
+    "MATERNAL": ((10, 30), (10, 15)),
 }
 FEMALE = ["Dewi", "Fitri", "Indah", "Kartini", "Lestari", "Putri", "Sari", "Siti", "Sri", "Yanti", "Nur"]
 
 
-@lru_cache(maxsize=1)
-def _region_names() -> dict[str, str]:
-    """Names of the real regions for facility names; codes only if the reference data is unavailable."""
-    try:
-        from backbone.settings import get_settings
-        from contract.reference import load_regions
-
-        return {code: info["name"] for code, info in load_regions(get_settings().regions_csv).items()}
-    except Exception:  # names are cosmetic: fall back to codes
-        return {}
-
-
-def _kecamatan(village: str) -> str:
-    return village.rsplit(".", 1)[0]
-
-
 def _rupiah(rng: random.Random, low: int, high: int) -> Decimal:
-    # Skewed: most visits cost little, a few (long stays, surgery) a lot.
-    value = low + (high - low) * rng.random() ** 3
-    return Decimal(int(value / 500) * 500).quantize(Decimal("0.01"))
+    """Most visits cost little, a few (long stays, surgery) a lot; tariffs in whole 500s."""
+    return rupiah(rng, low, high, unit=500)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -146,33 +133,16 @@ def _outpatient_open(local: datetime) -> bool:
     return 7 <= hour < closing
 
 
-class HealthServices:
-    """A deterministic stream of visit and bed census changes (same seed, start and clock start,
-    same changes). Facilities and wards depend on the village list only; the wards are snapshotted
-    (op 'r') when the stream starts from position 0."""
+class HealthServices(Simulator):
+    """Visits and the bed census on the health services' timeline. Facilities and wards depend on the
+    village list only; the wards are snapshotted (op 'r') when the stream starts from position 0."""
 
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline, so records do not depend on the time of day we start.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
-        self.villages = villages
-        self.village_weights = [1.0 / (1 + i % 29) for i in range(len(villages))]
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
+    def _start(self, clock_start: datetime | None) -> None:
+        self.village_weights = [1.0 / (1 + i % 29) for i in range(len(self.villages))]
         # The timeline starts at 07:00 in Jakarta (00:00 UTC) of the day.
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        self.clock = clock_start or today
-        self.names = _region_names()
-        self.by_kecamatan: dict[str, list[str]] = {}
-        for village in villages:
-            self.by_kecamatan.setdefault(_kecamatan(village), []).append(village)
+        self.clock = clock_start or start_of_day(0)
+        self.names = region_names()
+        self.by_kecamatan = by_kecamatan(self.villages)
         self.facilities = self._facilities()
         self.facility_codes = list(self.facilities)
         self.wards = {
@@ -188,7 +158,6 @@ class HealthServices:
             for i, (name, (ward_class, beds, usual, _)) in enumerate(WARDS.items(), start=1)
         }
         self.ward_ids = list(self.wards)
-        self.snapshot_due = start_seq == 0
         self.census_in = 3
         self.open: dict[str, dict] = {}
         self.diagnosis: dict[str, str] = {}  # what the doctor will find, decided at registration
@@ -198,13 +167,7 @@ class HealthServices:
     # -- reference data ------------------------------------------------------------------------
 
     def _seat(self, kecamatan: str) -> str:
-        villages = self.by_kecamatan[kecamatan]
-        name = self.names.get(kecamatan)
-        for village in villages:
-            if name and self.names.get(village) == name:
-                return village
-        towns = [v for v in villages if v.rsplit(".", 1)[1].startswith("1")]
-        return (towns or villages)[0]
+        return seat_of(self.by_kecamatan[kecamatan], self.names.get(kecamatan), self.names)
 
     def _facilities(self) -> dict[str, dict]:
         """One Puskesmas per kecamatan (two in the largest), each with two Pustu, and the RSUD in town."""
@@ -253,28 +216,17 @@ class HealthServices:
 
     # -- timeline ------------------------------------------------------------------------------
 
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
-
     @staticmethod
     def _rate(local: datetime) -> float:
         profile = OPEN_PROFILE if _outpatient_open(local) else CLOSED_PROFILE
         return BASE_RATE * profile[local.hour]
 
     def _advance(self, t: datetime) -> datetime:
-        """The next registration after t: a Poisson process whose rate is constant within each hour."""
-        while True:
-            local = t + JAKARTA
-            boundary = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1) - JAKARTA
-            candidate = t + timedelta(hours=self.clock_rng.expovariate(self._rate(local)))
-            if candidate < boundary:
-                return candidate.replace(microsecond=candidate.microsecond // 1000 * 1000)
-            t = boundary
+        """The next registration after t (the rate never drops to 0: emergencies come at any hour)."""
+        return next_in_hourly_process(t, self._rate, self.clock_rng)
 
     def _later(self, t: datetime, fixed_minutes: float, mean_minutes: float) -> datetime:
-        later = t + timedelta(minutes=fixed_minutes + self.clock_rng.expovariate(1 / mean_minutes))
-        return later.replace(microsecond=later.microsecond // 1000 * 1000)
+        return to_millis(t + timedelta(minutes=fixed_minutes + self.clock_rng.expovariate(1 / mean_minutes)))
 
     # -- visits --------------------------------------------------------------------------------
 
@@ -307,7 +259,7 @@ class HealthServices:
 
     def _new_visit(self, position: str, at: datetime) -> dict:
         rng = self.rng
-        open_ = _outpatient_open(at + JAKARTA)
+        open_ = _outpatient_open(local(at))
         candidates = [f for f in self.facilities.values() if open_ or f["inpatient"]]
         weights = [f["weight"] if open_ else 55.0 if f["type"] == "RSUD" else 45.0 for f in candidates]
         facility = rng.choices(candidates, weights=weights)[0]
@@ -324,7 +276,7 @@ class HealthServices:
         village = facility["village"]
         # Patients come from around the facility; the hospital draws from the whole regency.
         if rng.random() < (0.5 if facility["type"] == "RSUD" else 0.85):
-            home = rng.choice(self.by_kecamatan[_kecamatan(village)])
+            home = rng.choice(self.by_kecamatan[kecamatan_of(village)])
         else:
             home = rng.choices(self.villages, weights=self.village_weights)[0]
         payer = rng.choices(list(PAYERS), weights=list(PAYERS.values()))[0]
@@ -353,7 +305,7 @@ class HealthServices:
         service = before["service"]
         if before["status"] == "REGISTERED":
             after["status"] = "IN_CONSULTATION"
-            care = CARE[service]
+            _, care = WAITING_AND_CARE[service]
             if self.diagnosis[key] in DELIVERIES:
                 care = (240, 480)
             self.open[key] = after
@@ -388,8 +340,9 @@ class HealthServices:
 
     # -- bad records ---------------------------------------------------------------------------
 
-    def _bad(self, position: str, now: datetime) -> Change:
+    def _bad(self) -> Change:
         """A change the processor must dead-letter; it never enters the simulator's state."""
+        position, now = self._next_position(), wall_clock()
         rng = self.rng
         kind = rng.choice(BAD_KINDS)
         if kind == "impossible_transition" and not self.open:
@@ -409,46 +362,34 @@ class HealthServices:
         record = self._new_visit(position, self.clock)
         del self.diagnosis[record["visit_id"]]
         if kind == "unknown_village":
-            record["facility_village_code"] = BAD_VILLAGE
+            record["facility_village_code"] = UNKNOWN_VILLAGE
         elif kind == "negative_amount":
             record["fee"] = -_rupiah(rng, 10_000, 500_000) - Decimal("500.00")
         else:
             record["patient_nik"] = None
         return Change("c", record["visit_id"], position, now, after=record, entity="visit")
 
-    def changes(self) -> Iterator[Change]:
-        rng = self.rng
-        if self.snapshot_due:
-            self.snapshot_due = False
-            for ward_id in self.ward_ids:
-                position = self._next_position()
-                after = dict(self.wards[ward_id])
-                yield Change(
-                    "r", ward_id, position, datetime.now(UTC), after=after, snapshot=True, entity="bed_occupancy"
-                )
-        while True:
-            position = self._next_position()
-            now = datetime.now(UTC)
-            if self.bad_ratio and rng.random() < self.bad_ratio:
-                yield self._bad(position, now)
-                continue
-            self.census_in -= 1
-            if self.census_in <= 0:  # the wards report their beds every few changes
-                self.census_in = rng.randint(3, 8)
-                yield self._census(position, now)
-                continue
-            if self.due and self.due[0][0] <= self.next_arrival:
-                at, _, key = heapq.heappop(self.due)
-                self.clock = max(self.clock, at)
-                before = dict(self.open[key])
-                yield Change(
-                    "u", key, position, now, before=before, after=dict(self._progress(key, at)), entity="visit"
-                )
-                continue
-            at = self.next_arrival
+    snapshot_entity = "bed_occupancy"
+
+    def _reference_records(self) -> dict[str, dict]:
+        return self.wards
+
+    def _next_change(self) -> Change:
+        position, now = self._next_position(), wall_clock()
+        self.census_in -= 1
+        if self.census_in <= 0:  # the wards report their beds every few changes
+            self.census_in = self.rng.randint(3, 8)
+            return self._census(position, now)
+        if self.due and self.due[0][0] <= self.next_arrival:
+            at, _, key = heapq.heappop(self.due)
             self.clock = max(self.clock, at)
-            self.next_arrival = self._advance(at)
-            record = self._new_visit(position, at)
-            self.open[record["visit_id"]] = record
-            heapq.heappush(self.due, (self._later(at, *WAITING[record["service"]]), self.seq, record["visit_id"]))
-            yield Change("c", record["visit_id"], position, now, after=dict(record), entity="visit")
+            before = dict(self.open[key])
+            return Change("u", key, position, now, before=before, after=dict(self._progress(key, at)), entity="visit")
+        at = self.next_arrival
+        self.clock = max(self.clock, at)
+        self.next_arrival = self._advance(at)
+        record = self._new_visit(position, at)
+        self.open[record["visit_id"]] = record
+        waiting, _ = WAITING_AND_CARE[record["service"]]
+        heapq.heappush(self.due, (self._later(at, *waiting), self.seq, record["visit_id"]))
+        return Change("c", record["visit_id"], position, now, after=dict(record), entity="visit")

@@ -12,19 +12,25 @@ All data is synthetic."""
 
 from __future__ import annotations
 
-import heapq
 import random
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from producers.emitter import Change
+from simulators.kit import (
+    UNKNOWN_VILLAGE,
+    Agenda,
+    Simulator,
+    impossible_next,
+    into_office_hours,
+    local,
+    rupiah,
+    start_of_day,
+    thousands,
+    wall_clock,
+)
 
 ENTITY = "project"
-JAKARTA = timedelta(hours=7)  # Asia/Jakarta, no daylight saving
-UNKNOWN_VILLAGE = "35.22.99.9999"
-# Fixed-date national holidays (New Year, Labour Day, Pancasila Day, Independence Day, Christmas).
-HOLIDAYS = {(1, 1), (5, 1), (6, 1), (8, 17), (12, 25)}
 
 # category -> (share of packages, estimated value range in Rupiah, skew exponent, works duration in days)
 CATEGORIES = {
@@ -96,52 +102,19 @@ GRACE_DAYS = 50  # a late contractor gets 50 days (with penalties) before the co
 RETENTION = 0.95  # 5 % of each term is retained until the maintenance period ends
 
 
-def _rupiah(rng: random.Random, low: int, high: int, skew: float) -> Decimal:
-    # Skewed: most packages are small, a few are very large. Estimates are rounded to thousands.
-    value = low + (high - low) * rng.random() ** skew
-    return Decimal(int(value / 1000) * 1000).quantize(Decimal("0.01"))
-
-
-def _office_hours(moment: datetime, rng: random.Random) -> datetime:
-    """The moment, moved forward into office hours (08:00-16:00 Asia/Jakarta, Monday to Friday)."""
-    local = moment + JAKARTA
-    if local.hour >= 16:
-        local = (local + timedelta(days=1)).replace(hour=8, minute=rng.randint(0, 59))
-    elif local.hour < 8:
-        local = local.replace(hour=8, minute=rng.randint(0, 59))
-    while local.weekday() >= 5 or (local.month, local.day) in HOLIDAYS:
-        local = (local + timedelta(days=1)).replace(hour=8, minute=rng.randint(0, 59))
-    return (local - JAKARTA).replace(microsecond=0)
-
-
-def _local_date(moment: datetime) -> date:
-    return (moment + JAKARTA).date()
-
-
 def _s_curve(x: float) -> float:
     """Planned cumulative progress share at a fraction x of the works duration."""
     x = min(max(x, 0.0), 1.0)
     return x * x * (3 - 2 * x)
 
 
-class PublicWorks:
-    """A deterministic stream of changes (same seed, start and clock start, same changes)."""
+class PublicWorks(Simulator):
+    """Public works packages from planning to completion, on the office's timeline."""
 
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline (arrivals, delays), as in the licensing office.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
-        self.villages = villages
+    def _start(self, clock_start: datetime | None) -> None:
         # Fixed weights (not seeded by the run): a few villages get many packages, most get a few.
         weights_rng = random.Random(3522)
-        self.village_weights = [weights_rng.paretovariate(1.3) for _ in villages]
+        self.village_weights = [weights_rng.paretovariate(1.3) for _ in self.villages]
         firms_rng = random.Random(3523)
         firms = set()
         for _ in range(60):
@@ -150,32 +123,20 @@ class PublicWorks:
         self.firms = sorted(firms)
         # Some contractors win far more packages than others.
         self.firm_weights = [1.0 / (1 + i % 11) for i in range(len(self.firms))]
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
         self.projects: dict[str, dict] = {}  # open packages: their last valid record
         self.plans: dict[str, dict] = {}  # per open package: duration, slip, works start
         # The office's timeline starts at 08:00 in Jakarta (01:00 UTC) of a fixed day, so the same seed
         # and start give the same records at any time of day.
-        today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
-        self.business_clock = _office_hours(clock_start or today, self.clock_rng)
-        self._order = 0
-        self.agenda: list[tuple[datetime, int, str, str]] = []
-        self._schedule(self.business_clock, "arrival", "")
+        self.business_clock = into_office_hours(clock_start or start_of_day(1), self.clock_rng)
+        self.agenda = Agenda()  # (arrival, "") and (step, project id) events
+        self.agenda.add(self.business_clock, "arrival", "")
 
     # -- timeline ---------------------------------------------------------------------------------
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
-
-    def _schedule(self, when: datetime, kind: str, key: str) -> None:
-        self._order += 1
-        heapq.heappush(self.agenda, (when, self._order, kind, key))
-
     def _after_days(self, moment: datetime, days: float) -> datetime:
-        return _office_hours(moment + timedelta(days=days), self.clock_rng)
+        return into_office_hours(moment + timedelta(days=days), self.clock_rng)
 
     def _next_arrival(self, moment: datetime) -> datetime:
-        rate = ARRIVALS_PER_DAY[(moment + JAKARTA).month - 1]
+        rate = ARRIVALS_PER_DAY[local(moment).month - 1]
         working_days = self.clock_rng.expovariate(rate)
         return self._after_days(moment, working_days * 7 / 5)  # five working days a week
 
@@ -187,13 +148,13 @@ class PublicWorks:
         village = rng.choices(self.villages, weights=self.village_weights)[0]
         a, b = rng.sample(DUSUN, 2)
         name = rng.choice(NAMES[category]).format(a=a, b=b, river=rng.choice(RIVERS), n=rng.randint(1, 6))
-        estimate = _rupiah(rng, low, high, skew)
+        estimate = rupiah(rng, low, high, skew)
         # Bigger packages take longer.
         share = float((estimate - low) / (high - low)) if high > low else 0.0
         duration = int(short + (long - short) * (0.4 * rng.random() + 0.6 * share))
-        local = at + JAKARTA
-        fiscal_year = local.year + (1 if local.month >= 10 else 0)  # late in the year: next year's budget
-        start = max(local.date() + timedelta(days=rng.randint(40, 80)), date(fiscal_year, 1, 15))
+        wall = local(at)
+        fiscal_year = wall.year + (1 if wall.month >= 10 else 0)  # late in the year: next year's budget
+        start = max(wall.date() + timedelta(days=rng.randint(40, 80)), date(fiscal_year, 1, 15))
         plan = {
             "duration": duration,
             "estimate": estimate,
@@ -234,7 +195,7 @@ class PublicWorks:
         status = before["status"]
         if status == "PLANNED":
             after["status"] = "TENDER"
-            self._schedule(self._after_days(at, self.clock_rng.uniform(21, 45)), "step", key)
+            self.agenda.add(self._after_days(at, self.clock_rng.uniform(21, 45)), "step", key)
         elif status == "TENDER":
             if rng.random() < 0.06:  # failed tender (no qualified bidder)
                 after["status"] = "TERMINATED"
@@ -243,12 +204,12 @@ class PublicWorks:
                 after["contractor"] = rng.choices(self.firms, weights=self.firm_weights)[0]
                 # The winning bid: usually 80-97 % of the estimate.
                 bid = plan["estimate"] * Decimal(str(round(rng.uniform(0.80, 0.97), 4)))
-                after["contract_value"] = Decimal(int(bid / 1000) * 1000).quantize(Decimal("0.01"))
-                start = _local_date(at) + timedelta(days=rng.randint(3, 10))  # order to start works (SPMK)
+                after["contract_value"] = thousands(bid)
+                start = local(at).date() + timedelta(days=rng.randint(3, 10))  # order to start works (SPMK)
                 after["planned_start"] = start
                 after["planned_end"] = self._end_of_works(start, plan["duration"], before["fiscal_year"])
                 works = datetime(start.year, start.month, start.day, 1, tzinfo=UTC)  # 08:00 in Jakarta
-                self._schedule(_office_hours(works, self.clock_rng), "step", key)
+                self.agenda.add(into_office_hours(works, self.clock_rng), "step", key)
         elif status == "CONTRACTED":
             if rng.random() < 0.01:
                 after["status"] = "TERMINATED"
@@ -256,11 +217,11 @@ class PublicWorks:
                 after["status"] = "IN_PROGRESS"
                 plan["works_start"] = at
                 plan["planned_days"] = max((before["planned_end"] - before["planned_start"]).days, 1)
-                self._schedule(self._after_days(at, self.clock_rng.uniform(6, 8)), "step", key)
+                self.agenda.add(self._after_days(at, self.clock_rng.uniform(6, 8)), "step", key)
         else:  # IN_PROGRESS: the supervisor's weekly report
             self._report(before, after, plan, at)
             if after["status"] == "IN_PROGRESS":
-                self._schedule(self._after_days(at, self.clock_rng.uniform(6, 8)), "step", key)
+                self.agenda.add(self._after_days(at, self.clock_rng.uniform(6, 8)), "step", key)
         return before, after
 
     def _report(self, before: dict, after: dict, plan: dict, at: datetime) -> None:
@@ -285,7 +246,8 @@ class PublicWorks:
         elif days > plan["planned_days"] + GRACE_DAYS or rng.random() < 0.002:
             after["status"] = "TERMINATED"  # contract terminated (putus kontrak)
 
-    def _bad(self, position: str, now: datetime) -> Change:
+    def _bad(self) -> Change:
+        position, now = self._next_position(), wall_clock()
         rng = self.rng
         kind = rng.choice(BAD_KINDS)
         if kind == "impossible_transition" and self.projects:
@@ -294,7 +256,7 @@ class PublicWorks:
             after = dict(before)
             after["updated_at"] = self.business_clock
             current = before["status"]
-            after["status"] = rng.choice([s for s in STATUSES if s != current and s not in TRANSITIONS[current]])
+            after["status"] = impossible_next(rng, STATUSES, current, TRANSITIONS[current])
             return Change("u", key, position, now, before=dict(before), after=after, entity=ENTITY)
         record, _ = self._new_project(position, self.business_clock)
         if kind == "negative_amount":
@@ -305,28 +267,21 @@ class PublicWorks:
             record["village_code"] = UNKNOWN_VILLAGE
         return Change("c", record["project_id"], position, now, after=record, entity=ENTITY)
 
-    def changes(self) -> Iterator[Change]:
-        while True:
-            position = self._next_position()
-            now = datetime.now(UTC)
-            if self.bad_ratio and self.rng.random() < self.bad_ratio:
-                # Bad records never enter the office's state: later changes stay valid.
-                yield self._bad(position, now)
-                continue
-            at, _, kind, key = heapq.heappop(self.agenda)
-            self.business_clock = max(self.business_clock, at)
-            if kind == "arrival":
-                self._schedule(self._next_arrival(at), "arrival", "")
-                record, plan = self._new_project(position, at)
-                key = record["project_id"]
-                self.projects[key], self.plans[key] = record, plan
-                # The tender is announced weeks after the package enters the procurement plan.
-                self._schedule(self._after_days(at, self.clock_rng.uniform(7, 40)), "step", key)
-                yield Change("c", key, position, now, after=dict(record), entity=ENTITY)
-                continue
-            before, after = self._advance(key, at)
-            if TRANSITIONS[after["status"]]:
-                self.projects[key] = after
-            else:
-                del self.projects[key], self.plans[key]
-            yield Change("u", key, position, now, before=dict(before), after=dict(after), entity=ENTITY)
+    def _next_change(self) -> Change:
+        position, now = self._next_position(), wall_clock()
+        at, kind, key = self.agenda.pop()
+        self.business_clock = max(self.business_clock, at)
+        if kind == "arrival":
+            self.agenda.add(self._next_arrival(at), "arrival", "")
+            record, plan = self._new_project(position, at)
+            key = record["project_id"]
+            self.projects[key], self.plans[key] = record, plan
+            # The tender is announced weeks after the package enters the procurement plan.
+            self.agenda.add(self._after_days(at, self.clock_rng.uniform(7, 40)), "step", key)
+            return Change("c", key, position, now, after=dict(record), entity=ENTITY)
+        before, after = self._advance(key, at)
+        if TRANSITIONS[after["status"]]:
+            self.projects[key] = after
+        else:
+            del self.projects[key], self.plans[key]
+        return Change("u", key, position, now, before=dict(before), after=dict(after), entity=ENTITY)

@@ -6,79 +6,59 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from producers.emitter import Change
 from simulators import people
+from simulators.kit import JAKARTA, UNKNOWN_VILLAGE, Simulator, rupiah, start_of_day, wall_clock
 
-# permit type -> (service level in working days, fee range in Rupiah, investment range in Rupiah)
+# permit type -> (share of applications, service level in working days, fee range in Rupiah,
+# investment range in Rupiah)
 PERMITS = {
-    "NIB": (1, (0, 0), (10_000_000, 500_000_000)),
-    "SIUP": (3, (0, 250_000), (50_000_000, 2_000_000_000)),
-    "PBG": (28, (1_500_000, 75_000_000), (150_000_000, 25_000_000_000)),
-    "SIP_PRAKTIK": (5, (100_000, 500_000), (0, 300_000_000)),
-    "TDUP": (7, (250_000, 2_500_000), (50_000_000, 5_000_000_000)),
-    "REKLAME": (5, (500_000, 15_000_000), (5_000_000, 200_000_000)),
+    "NIB": (40, 1, (0, 0), (10_000_000, 500_000_000)),
+    "SIUP": (15, 3, (0, 250_000), (50_000_000, 2_000_000_000)),
+    "PBG": (12, 28, (1_500_000, 75_000_000), (150_000_000, 25_000_000_000)),
+    "SIP_PRAKTIK": (8, 5, (100_000, 500_000), (0, 300_000_000)),
+    "TDUP": (10, 7, (250_000, 2_500_000), (50_000_000, 5_000_000_000)),
+    "REKLAME": (15, 5, (500_000, 15_000_000), (5_000_000, 200_000_000)),
 }
-PERMIT_WEIGHTS = {"NIB": 40, "SIUP": 15, "PBG": 12, "SIP_PRAKTIK": 8, "TDUP": 10, "REKLAME": 15}
 BUSINESS = ["Toko", "Warung", "CV", "UD", "Bengkel", "Apotek", "Klinik", "Rumah Makan", "Homestay", "Percetakan"]
 BAD_KINDS = ("unknown_village", "negative_amount")
 
 
 def _rupiah(rng: random.Random, low: int, high: int) -> Decimal:
-    if high <= 0:
-        return Decimal("0.00")
-    # Skewed: most applications are small, a few are very large.
-    value = low + (high - low) * rng.random() ** 3
-    return Decimal(int(value / 1000) * 1000).quantize(Decimal("0.01"))
+    """Most applications are small, a few very large; no draw for a free permit."""
+    return rupiah(rng, low, high) if high > 0 else Decimal("0.00")
 
 
-class LicensingOffice:
-    """A deterministic stream of changes (same seed and start, same changes)."""
+class LicensingOffice(Simulator):
+    """Permit applications from submission to decision, in office hours."""
 
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline, so records do not depend on the time of day we start.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
-        self.villages = villages
+    def _start(self, clock_start: datetime | None) -> None:
         # A few villages (the town, the oil-field districts) see far more applications.
-        self.village_weights = [1.0 / (1 + i % 37) for i in range(len(villages))]
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
+        self.village_weights = [1.0 / (1 + i % 37) for i in range(len(self.villages))]
         self.open: dict[str, dict] = {}
         # The office's own timeline (submitted_at, decided_at): starts at 08:00 in Jakarta (01:00 UTC)
         # of a fixed day, so the same seed and start give the same records at any time of day.
-        today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
-        self.business_clock = clock_start or today
-
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
+        self.business_clock = clock_start or start_of_day(1)
 
     def _working_time(self) -> datetime:
         """Office hours in Asia/Jakarta (UTC+7): 08:00-16:00 on weekdays, minutes apart."""
         self.business_clock += timedelta(minutes=self.clock_rng.expovariate(1 / 7))
-        local = self.business_clock + timedelta(hours=7)
+        local = self.business_clock + JAKARTA
         if local.hour >= 16 or local.weekday() >= 5:
             days = 1 if local.weekday() < 4 or local.weekday() == 6 else 7 - local.weekday()
             local = (local + timedelta(days=days)).replace(hour=8, minute=self.clock_rng.randint(0, 30))
-            self.business_clock = local - timedelta(hours=7)
+            self.business_clock = local - JAKARTA
         elif local.hour < 8:
-            self.business_clock = local.replace(hour=8) - timedelta(hours=7)
+            self.business_clock = local.replace(hour=8) - JAKARTA
         return self.business_clock
 
     def _new_application(self, position: str) -> dict:
         rng = self.rng
-        permit = rng.choices(list(PERMIT_WEIGHTS), weights=list(PERMIT_WEIGHTS.values()))[0]
-        sla, fee_range, investment_range = PERMITS[permit]
+        permit = rng.choices(list(PERMITS), weights=[p[0] for p in PERMITS.values()])[0]
+        _, sla, fee_range, investment_range = PERMITS[permit]
         village = rng.choices(self.villages, weights=self.village_weights)[0]
         submitted = self._working_time()
         return {
@@ -102,10 +82,11 @@ class LicensingOffice:
             "updated_at": submitted,
         }
 
-    def _bad(self, record: dict) -> dict:
+    def _spoiled(self, record: dict) -> dict:
+        """The record made bad, for the processor to dead-letter."""
         kind = self.rng.choice(BAD_KINDS)
         if kind == "unknown_village":
-            record["village_code"] = "35.22.99.9999"
+            record["village_code"] = UNKNOWN_VILLAGE
         else:
             record["fee"] = Decimal("-1000.00")
         return record
@@ -114,11 +95,11 @@ class LicensingOffice:
         rng = self.rng
         while True:
             position = self._next_position()
-            now = datetime.now(UTC)
+            now = wall_clock()
             if len(self.open) < 20 or rng.random() < 0.4:
                 record = self._new_application(position)
-                if self.bad_ratio and rng.random() < self.bad_ratio:
-                    yield Change("c", record["application_id"], position, now, after=self._bad(record))
+                if self._bad_turn():
+                    yield Change("c", record["application_id"], position, now, after=self._spoiled(record))
                     continue
                 self.open[record["application_id"]] = record
                 yield Change("c", record["application_id"], position, now, after=dict(record))

@@ -14,8 +14,7 @@ from backbone.errors import ConfigError
 from backbone.runstate import read_state
 from backbone.settings import Settings
 from contract.catalog import SourceSystem, catalog_for
-from contract.reference import load_regions, villages
-from simulators.simulate import position_file, simulator_class
+from simulators.simulate import Pace, ResumedSimulator
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +76,12 @@ class Office:
         self.system = system
         self.kind = system.adapter.get("kind")
         self.writers = writers_for(settings, system)
-        self.position_file = position_file(settings, system.system)
-        start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
-        regions = villages(load_regions(settings.regions_csv))
-        self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
-        self.changes = self.simulator.changes()
+        self.source = ResumedSimulator(settings, system, seed, bad_ratio)
         self.pending: dict[str, list] = {}
         self.written = self.refused = 0
 
     def step(self) -> None:
-        change = next(self.changes)
+        change = next(self.source.changes)
         entity = change.entity or self.system.entities[0].name
         writer = self.writers[entity]
         if self.kind == "http_push":
@@ -114,8 +109,7 @@ class Office:
             close = getattr(writer, "close", None)
             if close is not None:
                 close()
-        self.position_file.parent.mkdir(parents=True, exist_ok=True)
-        self.position_file.write_text(str(self.simulator.seq))
+        self.source.save_position()
 
 
 def run_offices(settings: Settings, rate: float, bad_ratio: float, seed: int = 1) -> None:
@@ -123,15 +117,9 @@ def run_offices(settings: Settings, rate: float, bad_ratio: float, seed: int = 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     offices = [Office(settings, s, seed, bad_ratio) for s in catalog_for(settings).systems]
-    interval = 1.0 / rate if rate > 0 else 0.0
-    next_at = time.monotonic()
+    pace = Pace(rate, stop)
     try:
-        while not stop.is_set():
-            if interval:
-                delay = next_at - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    break
-                next_at += interval
+        while not stop.is_set() and pace.wait():
             for office in offices:
                 try:
                     office.step()

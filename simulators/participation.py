@@ -10,21 +10,26 @@ and drought."""
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from producers.emitter import Change
 from simulators import people
+from simulators.kit import (
+    UNKNOWN_VILLAGE,
+    Agenda,
+    Simulator,
+    after_working,
+    impossible_next,
+    in_office_hours,
+    local,
+    start_of_day,
+    wall_clock,
+)
 
 ENTITY = "complaint"
-BAD_VILLAGE = "35.22.99.9999"
 BAD_KINDS = ("unknown_village", "bad_transition", "missing_required")
-JAKARTA = timedelta(hours=7)
-OFFICE_HOURS = (8, 16)
 STATUSES = ("RECEIVED", "VERIFIED", "IN_PROGRESS", "RESOLVED", "CLOSED", "REJECTED")
 TRANSITIONS = {
     "RECEIVED": ("VERIFIED", "REJECTED"),
@@ -138,100 +143,33 @@ SUMMARIES: dict[str, list[str]] = {
 }
 
 
-def _local(at: datetime) -> datetime:
-    """Wall-clock time in Jakarta (carried as a UTC-tagged datetime shifted by 7 hours)."""
-    return at + JAKARTA
+class ComplaintChannel(Simulator):
+    """Complaints from arrival to closing, on the channels' timeline."""
 
-
-def _utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
-    """A Jakarta local time as UTC."""
-    return datetime(year, month, day, hour, tzinfo=UTC) - JAKARTA
-
-
-def after_working(at: datetime, working_hours: float) -> datetime:
-    """`at` moved on by this much office time (08:00-16:00, Monday to Friday, in Jakarta); from
-    outside office hours it counts from the next opening."""
-    first, last = OFFICE_HOURS
-    minutes = working_hours * 60
-    while True:
-        local = _local(at)
-        if local.weekday() >= 5 or local.hour >= last:
-            day = local.date() + timedelta(days=1)
-            while day.weekday() >= 5:
-                day += timedelta(days=1)
-            at = _utc(day.year, day.month, day.day, first)
-            continue
-        if local.hour < first:
-            at = _utc(local.year, local.month, local.day, first)
-            continue
-        week = 5 * (last - first) * 60
-        if minutes >= week:  # whole working weeks at once: the same time a week later
-            weeks = int(minutes // week)
-            at += timedelta(days=7 * weeks)
-            minutes -= weeks * week
-            continue
-        left = (local.replace(hour=last, minute=0, second=0, microsecond=0) - local).total_seconds() / 60
-        if minutes < left:
-            return at + timedelta(minutes=minutes)
-        minutes -= left
-        at += timedelta(minutes=left)
-
-
-def in_office_hours(at: datetime) -> bool:
-    local = _local(at)
-    return local.weekday() < 5 and OFFICE_HOURS[0] <= local.hour < OFFICE_HOURS[1]
-
-
-class ComplaintChannel:
-    """A deterministic stream of changes (same seed, start and clock start, same changes)."""
-
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
-        if not villages:
+    def _start(self, clock_start: datetime | None) -> None:
+        if not self.villages:
             raise ValueError("the complaint channels need village codes")
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline (when things happen), as in the licensing office.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
-        self.villages = villages
         # Where complaints come from is stable for a seed: the town (kecamatan Bojonegoro, 35.22.15)
         # and a few large villages complain far more, online.
-        structure = random.Random(f"participation:{seed}")
+        structure = random.Random(f"participation:{self.seed}")
         self.village_weights = [
-            structure.lognormvariate(0, 0.6) * (4.0 if v.startswith("35.22.15.") else 1.0) for v in villages
+            structure.lognormvariate(0, 0.6) * (4.0 if v.startswith("35.22.15.") else 1.0) for v in self.villages
         ]
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
         self.open: dict[str, dict] = {}  # ticket_id -> current record, until closed or rejected
-        self.queue: list[tuple[datetime, int, str, Any]] = []
-        self._order = 0
+        self.agenda = Agenda()  # (arrival, None) and (move, (ticket_id, status)) events
         # The business clock starts at 08:00 in Jakarta (01:00 UTC) of a fixed day, so the same seed and
         # start give the same records at any time of day.
-        today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
-        self.now = clock_start or today
+        self.now = clock_start or start_of_day(1)
         self.peak_per_hour = PER_WEEKDAY / sum(HOURLY) * max(HOURLY)
-        self._schedule(self._next_arrival(self.now), "arrival", None)
+        self.agenda.add(self._next_arrival(self.now), "arrival", None)
 
     # -- timeline -----------------------------------------------------------------------------------
 
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
-
-    def _schedule(self, at: datetime, kind: str, data: Any) -> None:
-        self._order += 1
-        heapq.heappush(self.queue, (at, self._order, kind, data))
-
     def _intensity(self, at: datetime) -> float:
         """Relative arrival rate at this moment, 0 to 1."""
-        local = _local(at)
-        weekend = WEEKEND if local.weekday() >= 5 else 1.0
-        return HOURLY[local.hour] * weekend / max(HOURLY)
+        wall = local(at)
+        weekend = WEEKEND if wall.weekday() >= 5 else 1.0
+        return HOURLY[wall.hour] * weekend / max(HOURLY)
 
     def _next_arrival(self, after: datetime) -> datetime:
         """A Poisson process whose rate follows the hour of day and the weekday (by thinning)."""
@@ -249,7 +187,7 @@ class ComplaintChannel:
     def _new_complaint(self, position: str) -> dict:
         rng = self.rng
         received = self.now
-        month = _local(received).month
+        month = local(received).month
         channels = CHANNELS_OFFICE if in_office_hours(received) else CHANNELS_OFF
         channel = rng.choices(list(channels), weights=list(channels.values()))[0]
         boost = CHANNEL_CATEGORY.get(channel, {})
@@ -300,15 +238,15 @@ class ComplaintChannel:
                 at = self.now + timedelta(days=10)
         else:
             return
-        self._schedule(at, "move", (record["ticket_id"], target))
+        self.agenda.add(at, "move", (record["ticket_id"], target))
 
     def _on_arrival(self) -> Change:
-        self._schedule(self._next_arrival(self.now), "arrival", None)
+        self.agenda.add(self._next_arrival(self.now), "arrival", None)
         position = self._next_position()
         record = self._new_complaint(position)
         self.open[record["ticket_id"]] = record
         self._plan_next(record)
-        return Change("c", record["ticket_id"], position, datetime.now(UTC), after=dict(record), entity=ENTITY)
+        return Change("c", record["ticket_id"], position, wall_clock(), after=dict(record), entity=ENTITY)
 
     def _on_move(self, ticket_id: str, target: str) -> Change:
         before = self.open[ticket_id]
@@ -325,9 +263,7 @@ class ComplaintChannel:
         else:
             del self.open[ticket_id]
         position = self._next_position()
-        return Change(
-            "u", ticket_id, position, datetime.now(UTC), before=dict(before), after=dict(after), entity=ENTITY
-        )
+        return Change("u", ticket_id, position, wall_clock(), before=dict(before), after=dict(after), entity=ENTITY)
 
     # -- bad records --------------------------------------------------------------------------------
 
@@ -338,26 +274,21 @@ class ComplaintChannel:
         if kind == "bad_transition" and not self.open:
             kind = "unknown_village"
         position = self._next_position()
-        now = datetime.now(UTC)
+        now = wall_clock()
         if kind == "bad_transition":
             before = self.open[rng.choice(list(self.open))]
             after = dict(before)
-            allowed = TRANSITIONS[before["status"]]
-            after["status"] = rng.choice([s for s in STATUSES if s != before["status"] and s not in allowed])
+            after["status"] = impossible_next(rng, STATUSES, before["status"], TRANSITIONS[before["status"]])
             after["updated_at"] = self.now
             return Change("u", before["ticket_id"], position, now, before=dict(before), after=after, entity=ENTITY)
         record = self._new_complaint(position)
         if kind == "unknown_village":
-            record["village_code"] = BAD_VILLAGE
+            record["village_code"] = UNKNOWN_VILLAGE
         else:
             record["resolution_due_at"] = None
         return Change("c", record["ticket_id"], position, now, after=record, entity=ENTITY)
 
-    def changes(self) -> Iterator[Change]:
-        while True:
-            if self.bad_ratio and self.rng.random() < self.bad_ratio:
-                yield self._bad()
-                continue
-            at, _, kind, data = heapq.heappop(self.queue)
-            self.now = at
-            yield self._on_arrival() if kind == "arrival" else self._on_move(*data)
+    def _next_change(self) -> Change:
+        at, kind, data = self.agenda.pop()
+        self.now = at
+        return self._on_arrival() if kind == "arrival" else self._on_move(*data)

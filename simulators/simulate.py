@@ -2,10 +2,11 @@
 by signals. A system's simulator is named in its catalog file (adapter.simulator: module:Class),
 so a new domain needs no change here.
 
-A simulator class takes (villages, seed=, start_seq=, bad_ratio=) and has `changes()`, an endless
-iterator of Change (with `entity` naming one of the system's entities when it has several) and
-`seq`, its source position. Positions continue across runs (kept in the run folder), and the same
-seed and start give the same changes, so event ids never repeat and a replay is recognisable."""
+A simulator class (simulators.kit.Simulator) takes (villages, seed=, start_seq=, bad_ratio=) and has
+`changes()`, an endless iterator of Change (with `entity` naming one of the system's entities when it
+has several) and `seq`, its source position. Positions continue across runs (kept in the run folder),
+and the same seed and start give the same changes, so event ids never repeat and a replay is
+recognisable."""
 
 from __future__ import annotations
 
@@ -56,6 +57,39 @@ def position_file(settings: Settings, system: str) -> Path:
     return settings.run_dir / "simulators" / f"{system}.position"
 
 
+class ResumedSimulator:
+    """A system's simulator, started at the position its last run reached (kept in the run folder)."""
+
+    def __init__(self, settings: Settings, system: SourceSystem, seed: int, bad_ratio: float) -> None:
+        self.position_file = position_file(settings, system.system)
+        start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
+        regions = villages(load_regions(settings.regions_csv))
+        self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
+        self.changes = self.simulator.changes()
+
+    def save_position(self) -> None:
+        self.position_file.parent.mkdir(parents=True, exist_ok=True)
+        self.position_file.write_text(str(self.simulator.seq))
+
+
+class Pace:
+    """Steps at `rate` per second (0: as fast as they come) until `stop` is set."""
+
+    def __init__(self, rate: float, stop: threading.Event) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.stop = stop
+        self.next_at = time.monotonic()
+
+    def wait(self) -> bool:
+        """Wait for the next step's turn; False when stopped meanwhile."""
+        if self.interval:
+            delay = self.next_at - time.monotonic()
+            if delay > 0 and self.stop.wait(delay):
+                return False
+            self.next_at += self.interval
+        return True
+
+
 class SystemRun:
     """One simulated system with an emitter per entity."""
 
@@ -63,15 +97,11 @@ class SystemRun:
         self.system = system
         self.emitters = {e.name: ChangeEmitter(e, settings, registry) for e in system.entities}
         self.default = system.entities[0].name
-        self.position_file = position_file(settings, system.system)
-        start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
-        regions = villages(load_regions(settings.regions_csv))
-        self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
-        self.changes = self.simulator.changes()
+        self.source = ResumedSimulator(settings, system, seed, bad_ratio)
         self.sent = 0
 
     def step(self) -> None:
-        change = next(self.changes)
+        change = next(self.source.changes)
         emitter = self.emitters.get(change.entity or self.default)
         if emitter is None:
             raise InputError(f"simulator of {self.system.system} emitted unknown entity {change.entity!r}")
@@ -84,8 +114,7 @@ class SystemRun:
             for emitter in self.emitters.values():
                 emitter.flush()
         finally:
-            self.position_file.parent.mkdir(parents=True, exist_ok=True)
-            self.position_file.write_text(str(self.simulator.seq))
+            self.source.save_position()
         return sum(e.delivered for e in self.emitters.values())
 
 
@@ -116,19 +145,16 @@ def run_simulators(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     metrics.UP.labels("producer").set(1)
-    interval = 1.0 / rate if rate > 0 else 0.0
-    began = next_at = time.monotonic()
+    began = time.monotonic()
+    pace = Pace(rate, stop)
     try:
         while not stop.is_set():
             if count is not None and all(r.sent >= count for r in runs):
                 break
             if duration is not None and time.monotonic() - began >= duration:
                 break
-            if interval:
-                delay = next_at - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    break
-                next_at += interval
+            if not pace.wait():
+                break
             for run in runs:
                 if count is None or run.sent < count:
                     run.step()

@@ -12,26 +12,34 @@ rush; BLT is paid to a fixed list of households a few days after each Dana Desa 
 from __future__ import annotations
 
 import csv
-import heapq
 import random
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from backbone.settings import load_settings
 from producers.emitter import Change
 from simulators import people
+from simulators.kit import (
+    CENT,
+    UNKNOWN_VILLAGE,
+    Agenda,
+    Simulator,
+    impossible_next,
+    local,
+    skewed,
+    start_of_day,
+    thousands,
+    utc,
+    wall_clock,
+)
+from simulators.kit import after_working as after_working_hours
 
 FUND = "village_fund"
 SPENDING = "village_spending"
-BAD_VILLAGE = "35.22.99.9999"
 BAD_KINDS = ("unknown_village", "negative_amount", "bad_transition", "missing_required")
 STAGES = ("ALLOCATED", "TAHAP_1", "TAHAP_2", "TAHAP_3")
-CENT = Decimal("0.01")
-JAKARTA = timedelta(hours=7)
 
 # source -> (share of desa receiving it in a year, allocation range in Rupiah, cumulative share disbursed
 # after each stage). Dana Desa is paid 40/40/20; BHPRD and provincial aid in two halves.
@@ -101,7 +109,7 @@ FIELD_WEIGHTS = {"GOVERNANCE": 32, "DEVELOPMENT": 28, "COMMUNITY": 20, "EMPOWERM
 SPEND_RATE = {1: 0.3, 2: 0.6, 3: 0.85, 4: 1.0, 5: 1.1, 6: 1.1, 7: 1.1, 8: 1.2, 9: 1.3, 10: 1.3, 11: 1.5, 12: 1.8}
 DEVELOPMENT_SEASON = {1: 0.4, 2: 0.5, 3: 0.7, 11: 0.9, 12: 0.8}
 MEAN_WORKING_DAYS_BETWEEN_SPENDING = 3.5  # per average desa: about 70 spending lines a year besides BLT
-OFFICE_HOURS = (8, 16)  # village offices, Monday to Friday
+WORKING_DAY = 8  # office hours, 08:00-16:00 Monday to Friday
 
 
 @lru_cache(maxsize=4)
@@ -115,120 +123,57 @@ def desa_codes(regions_csv: Path | None = None) -> frozenset[str]:
 
 def _rupiah(rng: random.Random, low: int, high: int, skew: float = 2.0) -> Decimal:
     """Skewed: most amounts near the low end, a few large; whole thousands."""
-    value = low + (high - low) * rng.random() ** skew
-    return Decimal(int(value // 1000) * 1000).quantize(CENT)
-
-
-def _thousands(value: Decimal) -> Decimal:
-    """Rounded down to whole thousands of Rupiah, with two decimal places."""
-    return (value / 1000).to_integral_value(rounding=ROUND_DOWN) * 1000 + Decimal("0.00")
-
-
-def _local(at: datetime) -> datetime:
-    """Wall-clock time in Jakarta (carried as a UTC-tagged datetime shifted by 7 hours)."""
-    return at + JAKARTA
+    return Decimal(int(skewed(rng, low, high, skew) // 1000) * 1000).quantize(CENT)
 
 
 def after_working(at: datetime, working_days: float) -> datetime:
-    """`at` moved on by this much office time (a working day is 8 office hours, Monday to Friday,
-    in Jakarta); from outside office hours it counts from the next opening."""
-    first, last = OFFICE_HOURS
-    minutes = working_days * (last - first) * 60
-    while True:
-        local = _local(at)
-        if local.weekday() >= 5 or local.hour >= last:
-            day = local.date() + timedelta(days=1)
-            while day.weekday() >= 5:
-                day += timedelta(days=1)
-            at = _utc(day.year, day.month, day.day, first)
-            continue
-        if local.hour < first:
-            at = _utc(local.year, local.month, local.day, first)
-            continue
-        week = 5 * (last - first) * 60
-        if minutes >= week:  # whole working weeks at once: the same time a week later
-            weeks = int(minutes // week)
-            at += timedelta(days=7 * weeks)
-            minutes -= weeks * week
-            continue
-        left = (local.replace(hour=last, minute=0, second=0, microsecond=0) - local).total_seconds() / 60
-        if minutes < left:
-            return at + timedelta(minutes=minutes)
-        minutes -= left
-        at += timedelta(minutes=left)
+    """`at` moved on by this much office time in working days of 8 office hours."""
+    return after_working_hours(at, working_days * WORKING_DAY)
 
 
-def _utc(year: int, month: int, day: int, hour: int = 0, minute: float = 0.0) -> datetime:
-    """A Jakarta local time as UTC."""
-    return datetime(year, month, day, hour, tzinfo=UTC) + timedelta(minutes=minute) - JAKARTA
+class VillageFinance(Simulator):
+    """Every desa's funds and spending, on the villages' fiscal timeline."""
 
-
-class VillageFinance:
-    """A deterministic stream of changes (same seed, start and clock start, same changes)."""
-
-    def __init__(
-        self,
-        villages: list[str],
-        seed: int = 1,
-        start_seq: int = 0,
-        bad_ratio: float = 0.0,
-        clock_start: datetime | None = None,
-    ) -> None:
+    def _start(self, clock_start: datetime | None) -> None:
         desa = desa_codes()
-        self.villages = [v for v in villages if v in desa]
+        self.villages = [v for v in self.villages if v in desa]
         if not self.villages:
             raise ValueError("village finance needs desa codes; none of the given village codes is a desa")
-        self.seed = seed
-        self.rng = random.Random(seed * 1_000_003 + start_seq)
-        # A separate stream for the timeline (when things happen), as in the licensing office.
-        self.clock_rng = random.Random(seed * 7_919 + start_seq)
         # Each desa's size is stable for a seed (not per run): it drives allocations and spending.
-        structure = random.Random(f"village-finance:{seed}")
+        structure = random.Random(f"village-finance:{self.seed}")
         self.size = {v: structure.lognormvariate(0, 0.35) for v in self.villages}
-        self.seq = start_seq
-        self.bad_ratio = bad_ratio
         # The business clock starts at 08:00 in Jakarta (01:00 UTC) of a fixed day, so the same seed and
         # start give the same records at any time of day.
-        today = datetime.now(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
-        self.now = clock_start or today
-        self.queue: list[tuple[datetime, int, str, Any]] = []
-        self._order = 0
+        self.now = clock_start or start_of_day(1)
+        self.agenda = Agenda()  # budget, create, stage, spend, BLT and new-year events
         # State of the current fiscal year.
-        self.year = _local(self.now).year
+        self.year = local(self.now).year
         self.funds: dict[str, dict] = {}  # fund_id -> current record (all of this year's funds)
         self.available: dict[tuple[str, str], Decimal] = {}  # (village, source) -> disbursed - spent
         self.blt_recipients: dict[str, list[str]] = {}
         self.blt_due: dict[str, Decimal] = {}  # BLT still to be paid this year, reserved out of Dana Desa
         self._open_year(self.year, self.now)
         for village in self.villages:
-            self._schedule(self._spend_time(self.now, village), "spend", village)
+            self.agenda.add(self._spend_time(self.now, village), "spend", village)
 
     # -- timeline -----------------------------------------------------------------------------------
-
-    def _next_position(self) -> str:
-        self.seq += 1
-        return f"{self.seq:012d}"
-
-    def _schedule(self, at: datetime, kind: str, data: Any) -> None:
-        self._order += 1
-        heapq.heappush(self.queue, (at, self._order, kind, data))
 
     def _working(self, at: datetime, first_hour: int = 8, last_hour: int = 16) -> datetime:
         """`at` if it falls in office hours (weekdays in Jakarta), else a random time in the next
         working day's hours between first_hour and last_hour."""
-        local = _local(at)
-        if local.weekday() < 5 and first_hour <= local.hour < last_hour:
+        wall = local(at)
+        if wall.weekday() < 5 and first_hour <= wall.hour < last_hour:
             return at
-        day = local.date()
-        if local.weekday() >= 5 or local.hour >= last_hour:
+        day = wall.date()
+        if wall.weekday() >= 5 or wall.hour >= last_hour:
             day += timedelta(days=1)
         while day.weekday() >= 5:
             day += timedelta(days=1)
         minute = self.clock_rng.uniform(0, (last_hour - first_hour) * 60)
-        return _utc(day.year, day.month, day.day, first_hour, minute)
+        return utc(day.year, day.month, day.day, first_hour, minute)
 
     def _spend_time(self, after: datetime, village: str) -> datetime:
-        rate = self.size[village] * SPEND_RATE[_local(after).month] / MEAN_WORKING_DAYS_BETWEEN_SPENDING
+        rate = self.size[village] * SPEND_RATE[local(after).month] / MEAN_WORKING_DAYS_BETWEEN_SPENDING
         return after_working(after, self.clock_rng.expovariate(rate))
 
     def _stage_time(self, year: int, stage: int, after: datetime) -> datetime | None:
@@ -237,9 +182,9 @@ class VillageFinance:
         (month, day), mean_delay = STAGE_OPENS[stage]
         # Paperwork between stages: the realisation report of the previous stage must be in.
         gap = self.clock_rng.uniform(2, 7) if stage == 0 else self.clock_rng.uniform(14, 28)
-        base = max(_utc(year, month, day, 8), after_working(after, gap))
+        base = max(utc(year, month, day, 8), after_working(after, gap))
         at = after_working(base, self.clock_rng.expovariate(1 / mean_delay))
-        return at if at < _utc(year, 12, 28, 16) else None
+        return at if at < utc(year, 12, 28, 16) else None
 
     def _open_year(self, year: int, start: datetime) -> None:
         """Each desa enters its budget (APBDes) in the first weeks of the year (or of the run)."""
@@ -247,12 +192,12 @@ class VillageFinance:
         self.available = {}
         self.blt_recipients = {}
         self.blt_due = {}
-        opens = max(start, _utc(year, 1, 2, 8))
+        opens = max(start, utc(year, 1, 2, 8))
         for village in self.villages:
             at = after_working(opens, self.clock_rng.expovariate(1 / 8))
-            if at < _utc(year, 12, 20):  # a budget entered this late waits for next year's
-                self._schedule(at, "budget", village)
-        self._schedule(_utc(year + 1, 1, 1), "new_year", year + 1)
+            if at < utc(year, 12, 20):  # a budget entered this late waits for next year's
+                self.agenda.add(at, "budget", village)
+        self.agenda.add(utc(year + 1, 1, 1), "new_year", year + 1)
 
     # -- records ------------------------------------------------------------------------------------
 
@@ -267,7 +212,7 @@ class VillageFinance:
                 continue
             amount = _rupiah(rng, low, high, skew=1.5 if source in ("DD", "ADD") else 2.5)
             if source == "PADES":  # own revenue (village land leases, BUMDes) grows with the village
-                amount = min(Decimal(high), _thousands(amount * Decimal(str(round(size, 2)))))
+                amount = min(Decimal(high), thousands(amount * Decimal(str(round(size, 2)))))
             funds.append((source, amount.quantize(CENT)))
         households = max(5, min(80, int(rng.lognormvariate(2.8, 0.45))))
         names: list[str] = []
@@ -327,26 +272,26 @@ class VillageFinance:
     # -- events -------------------------------------------------------------------------------------
 
     def _on_spend(self, village: str) -> Change | None:
-        self._schedule(self._spend_time(self.now, village), "spend", village)
+        self.agenda.add(self._spend_time(self.now, village), "spend", village)
         rng = self.rng
-        field, activity, (low, high), sources = self._pick_activity(_local(self.now).month)
+        field, activity, (low, high), sources = self._pick_activity(local(self.now).month)
         amount = _rupiah(rng, low, high)
         funded = [s for s in sources if self._spendable(village, s) >= low]
         if not funded:
             return None  # no money yet for this: the village waits for the next disbursement
         source = rng.choice(funded)
-        amount = min(amount, _thousands(self._spendable(village, source))).quantize(CENT)
+        amount = min(amount, thousands(self._spendable(village, source))).quantize(CENT)
         self.available[(village, source)] -= amount
         position = self._next_position()
         record = self._spending_record(position, village, field, activity, amount, source, None)
-        return Change("c", record["spending_id"], position, datetime.now(UTC), after=record, entity=SPENDING)
+        return Change("c", record["spending_id"], position, wall_clock(), after=record, entity=SPENDING)
 
     def _on_blt_batch(self, village: str) -> None:
         """Payout day at the village hall: one spending line per household, a few minutes apart."""
         at = self.now
         for name in self.blt_recipients.get(village, []):
             at += timedelta(minutes=self.clock_rng.uniform(0.5, 4))
-            self._schedule(at, "blt", (village, name))
+            self.agenda.add(at, "blt", (village, name))
 
     def _on_blt(self, village: str, name: str) -> Change | None:
         amount = Decimal(BLT_MONTHLY * BLT_MONTHS_PER_BATCH).quantize(CENT)
@@ -357,7 +302,7 @@ class VillageFinance:
         self.blt_due[village] -= amount
         position = self._next_position()
         record = self._spending_record(position, village, "DISASTER_EMERGENCY", BLT_ACTIVITY, amount, "DD", name)
-        return Change("c", record["spending_id"], position, datetime.now(UTC), after=record, entity=SPENDING)
+        return Change("c", record["spending_id"], position, wall_clock(), after=record, entity=SPENDING)
 
     def _on_create(self, village: str, source: str, allocation: Decimal) -> Change:
         position = self._next_position()
@@ -365,8 +310,8 @@ class VillageFinance:
         self.funds[record["fund_id"]] = record
         at = self._stage_time(self.year, 0, self.now)
         if at is not None:
-            self._schedule(at, "stage", record["fund_id"])
-        return Change("c", record["fund_id"], position, datetime.now(UTC), after=dict(record), entity=FUND)
+            self.agenda.add(at, "stage", record["fund_id"])
+        return Change("c", record["fund_id"], position, wall_clock(), after=dict(record), entity=FUND)
 
     def _on_stage(self, fund_id: str) -> Change:
         before = self.funds[fund_id]
@@ -383,17 +328,17 @@ class VillageFinance:
         if index + 1 < len(shares) and self.rng.random() >= WITHHELD:
             at = self._stage_time(self.year, index + 1, self.now)
             if at is not None:
-                self._schedule(at, "stage", fund_id)
+                self.agenda.add(at, "stage", fund_id)
         if source == "DD":
             payout = self._working(after_working(self.now, self.clock_rng.uniform(2, 10)), 8, 11)
-            if payout < _utc(self.year, 12, 31, 12):
-                self._schedule(payout, "blt_batch", village)
+            if payout < utc(self.year, 12, 31, 12):
+                self.agenda.add(payout, "blt_batch", village)
         position = self._next_position()
-        return Change("u", fund_id, position, datetime.now(UTC), before=dict(before), after=dict(after), entity=FUND)
+        return Change("u", fund_id, position, wall_clock(), before=dict(before), after=dict(after), entity=FUND)
 
     def _step(self) -> Change | None:
         """Handle the next event of the timeline; returns its change, if it makes one."""
-        at, _, kind, data = heapq.heappop(self.queue)
+        at, kind, data = self.agenda.pop()
         self.now = at
         if kind == "spend":
             return self._on_spend(data)
@@ -409,7 +354,7 @@ class VillageFinance:
             at = self.now
             for source, allocation in self._budget(data, self.year):
                 at += timedelta(minutes=self.clock_rng.uniform(1, 6))
-                self._schedule(at, "create", (data, source, allocation))
+                self.agenda.add(at, "create", (data, source, allocation))
         elif kind == "new_year":
             self.year = data
             self._open_year(data, self.now)
@@ -425,40 +370,37 @@ class VillageFinance:
         if kind == "bad_transition" and not funds:
             kind = "unknown_village"
         position = self._next_position()
-        now = datetime.now(UTC)
+        now = wall_clock()
         village = rng.choice(self.villages)
         if kind == "bad_transition":
             before = rng.choice(funds)
             allowed = STAGES[STAGES.index(before["stage"]) + 1 : STAGES.index(before["stage"]) + 2]
             after = dict(before)
-            after["stage"] = rng.choice([s for s in STAGES if s != before["stage"] and s not in allowed])
+            after["stage"] = impossible_next(rng, STAGES, before["stage"], allowed)
             after["updated_at"] = self.now
             return Change("u", before["fund_id"], position, now, before=dict(before), after=after, entity=FUND)
         if rng.random() < 0.5 and kind != "missing_required":
             record = self._fund_record(position, village, "DD", _rupiah(rng, *FUNDS["DD"][1]))
             if kind == "unknown_village":
-                record["village_code"] = BAD_VILLAGE
+                record["village_code"] = UNKNOWN_VILLAGE
             else:
                 record["allocation"] = -record["allocation"]
             return Change("c", record["fund_id"], position, now, after=record, entity=FUND)
-        field, activity, amounts, sources = self._pick_activity(_local(self.now).month)
+        field, activity, amounts, sources = self._pick_activity(local(self.now).month)
         record = self._spending_record(
             position, village, field, activity, _rupiah(rng, *amounts), rng.choice(sources), None
         )
         if kind == "unknown_village":
-            record["village_code"] = BAD_VILLAGE
+            record["village_code"] = UNKNOWN_VILLAGE
         elif kind == "negative_amount":
             record["amount"] = -record["amount"]  # a correction keyed in as a negative line
         else:
             record["fund_source"] = None
         return Change("c", record["spending_id"], position, now, after=record, entity=SPENDING)
 
-    def changes(self) -> Iterator[Change]:
+    def _next_change(self) -> Change:
+        """The next event of the timeline that makes a change."""
         while True:
-            if self.bad_ratio and self.rng.random() < self.bad_ratio:
-                yield self._bad()
-                continue
-            change = None
-            while change is None:
-                change = self._step()
-            yield change
+            change = self._step()
+            if change is not None:
+                return change

@@ -4,52 +4,31 @@ absorption, valid under the contract unless asked otherwise, and storable in Cli
 from __future__ import annotations
 
 import io
-import itertools
 import re
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import clickhouse_connect
 import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulators.budget as budget
-from backbone.settings import load_settings
-from contract.catalog import load_catalog
-from contract.codec import decode, encode
-from contract.reference import load_regions, villages
-from contract.rules import PayloadRules, Rejected, clean_event
-from contract.subjects import entity_value_schema
-from producers.emitter import Change, envelope_for
+from contract.rules import Rejected
+from producers.emitter import Change
 from simulators.budget import RegionalBudget
+from simulators.kit import JAKARTA
 from simulators.simulate import simulator_class
-from sinks import ddl
-from sinks.clickhouse_sink import TableWriter
-from stream_processors.cleaning import Cleaner, Output, RawEvent
+from tests.fakes import SimulatedSystem, breaks_lifecycle
 
-SETTINGS = load_settings()
-REGIONS = load_regions(SETTINGS.regions_csv)
-VILLAGES = villages(REGIONS)
-SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-regional-budget")
-ENTITIES = {e.name: e for e in SYSTEM.entities}
-RULES = {name: PayloadRules.from_schema(e.payload_schema()) for name, e in ENTITIES.items()}
-VALUE_SCHEMAS = {name: fastavro.parse_schema(entity_value_schema(e, SETTINGS)) for name, e in ENTITIES.items()}
-CLEAN_SCHEMAS = {name: fastavro.parse_schema(rules.clean_schema()) for name, rules in RULES.items()}
-TRANSITIONS = RULES["budget_line"].transitions["stage"]
-SECRET = b"unit-test-key"
 FISCAL_YEAR = 2025
 START = datetime(FISCAL_YEAR, 3, 3, tzinfo=UTC)  # the cycle begins with drafting on 1 September 2024
-JAKARTA = timedelta(hours=7)
+SIM = SimulatedSystem("sim-regional-budget", clock_start=START)
+REGIONS, VILLAGES, SYSTEM, ENTITIES, RULES = SIM.regions, SIM.villages, SIM.system, SIM.entities, SIM.rules
+VALUE_SCHEMAS, CLEAN_SCHEMAS = SIM.value_schemas, SIM.clean_schemas
+TRANSITIONS = RULES["budget_line"].transitions["stage"]
 # A cycle: drafting from September 2024, the fiscal year 2025 spent, next year's budget enacted.
 CYCLE = 7000
-
-
-def take(n: int, seed: int = 1, clock_start: datetime | None = START, **kwargs: Any) -> list[Change]:
-    return list(itertools.islice(RegionalBudget(VILLAGES, seed=seed, clock_start=clock_start, **kwargs).changes(), n))
 
 
 CACHE: dict[int, list[Change]] = {}
@@ -67,14 +46,7 @@ def essentials(batch: list[Change]) -> list[tuple]:
     return [(c.op, c.key, c.position, c.entity, c.before, c.after) for c in batch]
 
 
-def envelope(change: Change) -> dict[str, Any]:
-    """The envelope the emitter builds (producers.emitter.envelope_for)."""
-    return envelope_for(ENTITIES[change.entity or SYSTEM.entities[0].name], change)
-
-
-def clean(change: Change) -> dict[str, Any]:
-    entity = ENTITIES[change.entity]
-    return clean_event(envelope(change), RULES[entity.name], REGIONS, SECRET, entity.key)
+take, envelope, clean = SIM.take, SIM.envelope, SIM.clean
 
 
 def bad_kinds(change: Change) -> set[str]:
@@ -84,25 +56,13 @@ def bad_kinds(change: Change) -> set[str]:
         kinds.add(f"negative_amount:{change.entity}")
     if any(state[name] is None for name in rules.required):
         kinds.add(f"missing_required:{change.entity}")
-    if change.op == "u":
-        for name, moves in rules.transitions.items():
-            old, new = change.before[name], state[name]
-            if old != new and new not in moves[old]:
-                kinds.add("impossible_transition")
+    if change.op == "u" and breaks_lifecycle(change, rules.transitions):
+        kinds.add("impossible_transition")
     return kinds
 
 
 def ceiling(line: dict) -> Decimal:
     return line["revised_allocation"] if line["revised_allocation"] is not None else line["allocation"]
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(budget, "datetime", Frozen)
 
 
 def test_the_catalog_names_this_simulator_and_its_entities():
@@ -120,13 +80,6 @@ def test_same_seed_and_start_give_the_same_changes():
         return [(c.after["account_code"], c.after["allocation"]) for c in batch if c.op == "c"]
 
     assert lines(take(300, seed=5, start_seq=0)) != lines(take(300, seed=5, start_seq=1))
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
-    office_hours = essentials(take(1500, seed=3, clock_start=None))
-    freeze(monkeypatch, datetime(2025, 3, 3, 13, 0, tzinfo=UTC))  # Monday 20:00 in Jakarta
-    assert essentials(take(1500, seed=3, clock_start=None)) == office_hours
 
 
 def test_positions_strictly_increase_from_start_seq():
@@ -286,69 +239,11 @@ def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
     assert realisations > 500
 
 
-def test_clean_records_are_stored_in_clickhouse(tmp_path):
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
-    try:
-        writer = TableWriter(client)
-        batch = take(2000, seed=5)
-        for name, entity in ENTITIES.items():
-            layout = ddl.layout_for(entity.table, RULES[name].clean_schema())
-            client.command(ddl.create_table_sql(layout))
-            layout = writer.layout(entity.table, 1, RULES[name].clean_schema())
-            now = datetime.now(UTC)
-            rows = [
-                {**clean(c), "_topic": entity.clean_topic, "_partition": 0, "_offset": i, "ts_stored": now}
-                for i, c in enumerate(c for c in batch if c.entity == name)
-            ]
-            assert rows, name
-            writer.insert(entity.table, layout.names, [[row.get(n) for row in rows] for n in layout.names])
-            money = "allocation" if name == "budget_line" else "amount"
-            got = client.query(f"SELECT count(), sum({money}) FROM {entity.table}").result_rows
-            assert got == [(len(rows), sum(r[money] for r in rows))]
-    finally:
-        client.close()
-
-
-class FakeRegistry:
-    """schema_by_id and register, as the processor's Cleaner uses them."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
-
-    def register(self, subject: str, schema: dict[str, Any]) -> int:
-        for schema_id, (known, _) in self.schemas.items():
-            if known == schema:
-                return schema_id
-        self.schemas[len(self.schemas) + 1] = (schema, fastavro.parse_schema(schema))
-        return len(self.schemas)
-
-    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
-        return self.schemas[schema_id]
-
-
-def test_the_processor_cleans_good_changes_and_dead_letters_bad_ones():
-    """Through the wire format and the processor's Cleaner, as in the pipeline."""
-    registry = FakeRegistry()
-    ids = {
-        name: registry.register(f"{e.cdc_topic}-value", entity_value_schema(e, SETTINGS))
-        for name, e in ENTITIES.items()
-    }
-    catalog = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir)
-    cleaner = Cleaner(catalog, registry, REGIONS, SECRET, "dlq.processor")
-    batch = take(2500, seed=6, bad_ratio=0.2)
-    events = [
-        RawEvent(ENTITIES[c.entity].cdc_topic, 0, i, c.key.encode(),
-                 encode(ids[c.entity], registry.schema_by_id(ids[c.entity])[1], envelope(c)))
-        for i, c in enumerate(batch)
-    ]  # fmt: skip
-    outputs: list[Output] = []
-    ok, failed = cleaner.process(events, outputs.append)
-    bad = [bool(bad_kinds(c)) for c in batch]
-    assert (ok, failed) == (bad.count(False), bad.count(True)) and 0 < failed < ok
-    for change, is_bad, output in zip(batch, bad, outputs, strict=True):
-        if is_bad:
-            assert output.topic == "dlq.processor" and dict(output.headers)["error.reason"].startswith(b"invalid: ")
-        else:
-            assert output.topic == ENTITIES[change.entity].clean_topic
-            _, record = decode(registry, output.value)
-            assert record["entity_key"] == change.key and record["source_position"] == change.position
+def test_clean_records_are_stored_in_clickhouse(chdb):
+    batch = take(2000, seed=5)
+    for name, entity in ENTITIES.items():
+        rows = SIM.store_clean(chdb, name, [c for c in batch if c.entity == name])
+        assert rows, name
+        money = "allocation" if name == "budget_line" else "amount"
+        got = chdb.query(f"SELECT count(), sum({money}) FROM {entity.table}").result_rows
+        assert got == [(len(rows), sum(r[money] for r in rows))]

@@ -4,90 +4,44 @@ storable in ClickHouse."""
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
-import clickhouse_connect
-import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulators.health as health
-from backbone.settings import load_settings
-from contract.catalog import load_catalog
-from contract.reference import load_regions, villages
-from contract.rules import PayloadRules, Rejected, clean_event
-from contract.subjects import entity_value_schema
-from producers.emitter import Change, envelope_for
+from contract.rules import Rejected
+from producers.emitter import Change
 from simulators.health import HealthServices
-from sinks import ddl
+from simulators.kit import JAKARTA, UNKNOWN_VILLAGE
+from tests.fakes import SimulatedSystem, avro_bytes, breaks_lifecycle, freeze, states
 
-SETTINGS = load_settings()
-REGIONS = load_regions(SETTINGS.regions_csv)
-VILLAGES = villages(REGIONS)
-SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-health")
-ENTITIES = {e.name: e for e in SYSTEM.entities}
-RULES = {name: PayloadRules.from_schema(e.payload_schema()) for name, e in ENTITIES.items()}
-ENVELOPES = {name: fastavro.parse_schema(entity_value_schema(e, SETTINGS)) for name, e in ENTITIES.items()}
-CLEAN = {name: fastavro.parse_schema(rules.clean_schema()) for name, rules in RULES.items()}
+MONDAY = datetime(2025, 3, 3, tzinfo=UTC)  # 07:00 in Jakarta
+SIM = SimulatedSystem("sim-health", clock_start=MONDAY)
+REGIONS, VILLAGES, ENTITIES, RULES = SIM.regions, SIM.villages, SIM.entities, SIM.rules
+ENVELOPES, CLEAN = SIM.value_schemas, SIM.clean_schemas
 STATUS = next(f for f in ENTITIES["visit"].payload_schema()["fields"] if f["name"] == "status")
 TRANSITIONS = STATUS["transitions"]
-SECRET = b"unit-test-key"
-BAD_VILLAGE = "35.22.99.9999"
 WARDS = 10
-JAKARTA = timedelta(hours=7)
-MONDAY = datetime(2025, 3, 3, tzinfo=UTC)  # 07:00 in Jakarta
-
-
-def take(n: int, seed: int = 1, clock_start: datetime | None = MONDAY, **kwargs) -> list[Change]:
-    services = HealthServices(VILLAGES, seed=seed, clock_start=clock_start, **kwargs)
-    return list(itertools.islice(services.changes(), n))
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    """The simulator reads the wall clock (start of its business clock, ts_source); pin it."""
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(health, "datetime", Frozen)
-
-
-def envelope(change: Change) -> dict:
-    """The envelope the emitter builds (producers.emitter.envelope_for)."""
-    return envelope_for(ENTITIES[change.entity], change)
-
-
-def clean(change: Change) -> dict:
-    return clean_event(envelope(change), RULES[change.entity], REGIONS, SECRET, ENTITIES[change.entity].key)
-
-
-def encode(parsed, record: dict) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, parsed, record)
-    return out.getvalue()
+take, envelope, clean, encode, essentials = SIM.take, SIM.envelope, SIM.clean, avro_bytes, states
 
 
 def bad_kind(change: Change) -> str | None:
     """What is wrong with a change, found by looking at it (independently of the contract)."""
-    after, before = change.after, change.before
+    after = change.after
     if change.entity == "bed_occupancy":
         return "negative_count" if after["beds_occupied"] < 0 else None
-    if after["facility_village_code"] == BAD_VILLAGE:
+    if after["facility_village_code"] == UNKNOWN_VILLAGE:
         return "unknown_village"
     if after["fee"] < 0:
         return "negative_amount"
     if after["patient_nik"] is None:
         return "missing_required"
-    if before is not None and before["status"] != after["status"]:
-        if after["status"] not in TRANSITIONS[before["status"]]:
-            return "impossible_transition"
+    if breaks_lifecycle(change, {"status": TRANSITIONS}):
+        return "impossible_transition"
     return None
 
 
@@ -96,13 +50,6 @@ def test_same_seed_and_start_give_the_same_changes(monkeypatch):
     assert take(1500, seed=5, start_seq=100, clock_start=None) == take(1500, seed=5, start_seq=100, clock_start=None)
     assert [c.after for c in take(200, seed=5)] != [c.after for c in take(200, seed=6)]
     assert [c.after for c in take(50, seed=5, start_seq=1)] != [c.after for c in take(50, seed=5, start_seq=2)]
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 1, 0, tzinfo=UTC))  # Monday 08:00 in Jakarta
-    morning = [(c.op, c.key, c.position, c.before, c.after) for c in take(800, clock_start=None)]
-    freeze(monkeypatch, datetime(2025, 3, 3, 15, 0, tzinfo=UTC))  # Monday 22:00 in Jakarta
-    assert [(c.op, c.key, c.position, c.before, c.after) for c in take(800, clock_start=None)] == morning
 
 
 def test_a_fresh_start_snapshots_the_wards_first():
@@ -161,17 +108,6 @@ def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
         "negative_count",
     }
     assert 0.2 < sum(kinds.values()) / (len(batch) - WARDS) < 0.35
-
-
-def test_bad_records_never_enter_the_state():
-    """Later changes build on the last good record, so they stay valid."""
-    last: dict[tuple[str, str], dict] = {}
-    for change in take(5000, seed=8, bad_ratio=0.4):
-        if bad_kind(change):
-            continue
-        if change.op == "u":
-            assert change.before == last[(change.entity, change.key)]
-        last[(change.entity, change.key)] = change.after
 
 
 def test_without_bad_ratio_nothing_is_bad():
@@ -263,15 +199,3 @@ def test_money_codes_and_patients_are_plausible(seed):
             assert int(nik[6:8]) > 40  # a woman
         code = after["diagnosis_icd10"]
         assert code is None or (code[0].isalpha() and code[1:3].isdigit())
-
-
-@pytest.mark.parametrize("name", ["visit", "bed_occupancy"])
-def test_clean_schema_maps_to_a_clickhouse_table(tmp_path, name):
-    layout = ddl.layout_for(ENTITIES[name].table, RULES[name].clean_schema())
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
-    try:
-        client.command(ddl.create_table_sql(layout))
-        columns = [row[0] for row in client.query(f"DESCRIBE TABLE `{layout.name}`").result_rows]
-    finally:
-        client.close()
-    assert columns == layout.names

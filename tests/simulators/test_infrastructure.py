@@ -7,46 +7,26 @@ import io
 import itertools
 import statistics
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import clickhouse_connect
 import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulators.infrastructure as infrastructure
-from backbone.settings import load_settings
-from contract.catalog import load_catalog
-from contract.codec import decode, encode
-from contract.reference import load_regions, villages
-from contract.rules import PayloadRules, Rejected, clean_event
-from contract.subjects import entity_value_schema
-from producers.emitter import Change, envelope_for
+from contract.rules import Rejected
+from producers.emitter import Change
 from simulators.infrastructure import PublicWorks
+from simulators.kit import JAKARTA
 from simulators.simulate import simulator_class
-from sinks import ddl
-from sinks.clickhouse_sink import TableWriter
-from stream_processors.cleaning import Cleaner, Output, RawEvent
+from tests.fakes import SimulatedSystem, breaks_lifecycle
 
-SETTINGS = load_settings()
-REGIONS = load_regions(SETTINGS.regions_csv)
-VILLAGES = villages(REGIONS)
-SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-public-works")
-ENTITIES = {e.name: e for e in SYSTEM.entities}
-RULES = {name: PayloadRules.from_schema(e.payload_schema()) for name, e in ENTITIES.items()}
-VALUE_SCHEMAS = {name: fastavro.parse_schema(entity_value_schema(e, SETTINGS)) for name, e in ENTITIES.items()}
-CLEAN_SCHEMAS = {name: fastavro.parse_schema(rules.clean_schema()) for name, rules in RULES.items()}
-TRANSITIONS = RULES["project"].transitions["status"]
-SECRET = b"unit-test-key"
 MONDAY = datetime(2025, 1, 6, 1, 0, tzinfo=UTC)  # 08:00 in Jakarta
-JAKARTA = timedelta(hours=7)
-
-
-def take(n: int, seed: int = 1, clock_start: datetime | None = MONDAY, **kwargs: Any) -> list[Change]:
-    return list(itertools.islice(PublicWorks(VILLAGES, seed=seed, clock_start=clock_start, **kwargs).changes(), n))
+SIM = SimulatedSystem("sim-public-works", clock_start=MONDAY)
+REGIONS, VILLAGES, SYSTEM, ENTITIES, RULES = SIM.regions, SIM.villages, SIM.system, SIM.entities, SIM.rules
+VALUE_SCHEMAS, CLEAN_SCHEMAS = SIM.value_schemas, SIM.clean_schemas
+TRANSITIONS = RULES["project"].transitions["status"]
 
 
 def essentials(batch: list[Change]) -> list[tuple]:
@@ -54,14 +34,7 @@ def essentials(batch: list[Change]) -> list[tuple]:
     return [(c.op, c.key, c.position, c.entity, c.before, c.after) for c in batch]
 
 
-def envelope(change: Change) -> dict[str, Any]:
-    """The envelope the emitter builds (producers.emitter.envelope_for)."""
-    return envelope_for(ENTITIES[change.entity or SYSTEM.entities[0].name], change)
-
-
-def clean(change: Change) -> dict[str, Any]:
-    entity = ENTITIES[change.entity]
-    return clean_event(envelope(change), RULES[entity.name], REGIONS, SECRET, entity.key)
+take, envelope, clean = SIM.take, SIM.envelope, SIM.clean
 
 
 def bad_kinds(change: Change) -> set[str]:
@@ -73,21 +46,9 @@ def bad_kinds(change: Change) -> set[str]:
         kinds.add("negative_amount")
     if any(state[name] is None for name in rules.required):
         kinds.add("missing_required")
-    if change.op == "u":
-        for name, moves in rules.transitions.items():
-            old, new = change.before[name], state[name]
-            if old != new and new not in moves[old]:
-                kinds.add("impossible_transition")
+    if change.op == "u" and breaks_lifecycle(change, rules.transitions):
+        kinds.add("impossible_transition")
     return kinds
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(infrastructure, "datetime", Frozen)
 
 
 def test_the_catalog_names_this_simulator_and_its_entities():
@@ -106,13 +67,6 @@ def test_same_seed_and_start_give_the_same_changes():
 
 def records(batch: list[Change]) -> list[tuple]:
     return [(c.after["name"], c.after["village_code"], c.after["contract_value"]) for c in batch if c.op == "c"]
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
-    office_hours = essentials(take(1000, seed=3, clock_start=None))
-    freeze(monkeypatch, datetime(2025, 3, 3, 13, 0, tzinfo=UTC))  # Monday 20:00 in Jakarta
-    assert essentials(take(1000, seed=3, clock_start=None)) == office_hours
 
 
 def test_positions_strictly_increase_from_start_seq():
@@ -242,69 +196,11 @@ def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
     assert all(c["contract_value"] >= 0 for c in state.values())
 
 
-def test_clean_records_are_stored_in_clickhouse(tmp_path):
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
-    try:
-        writer = TableWriter(client)
-        batch = take(400, seed=5)
-        for name, entity in ENTITIES.items():
-            layout = ddl.layout_for(entity.table, RULES[name].clean_schema())
-            client.command(ddl.create_table_sql(layout))
-            layout = writer.layout(entity.table, 1, RULES[name].clean_schema())
-            now = datetime.now(UTC)
-            rows = [
-                {**clean(c), "_topic": entity.clean_topic, "_partition": 0, "_offset": i, "ts_stored": now}
-                for i, c in enumerate(c for c in batch if c.entity == name)
-            ]
-            writer.insert(entity.table, layout.names, [[row.get(n) for row in rows] for n in layout.names])
-            got = client.query(
-                f"SELECT count(), countIf(planned_end IS NULL), min(contract_value) >= 0 FROM {entity.table}"
-            ).result_rows
-            assert got == [(len(rows), 0, True)]
-    finally:
-        client.close()
-
-
-class FakeRegistry:
-    """schema_by_id and register, as the processor's Cleaner uses them."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
-
-    def register(self, subject: str, schema: dict[str, Any]) -> int:
-        for schema_id, (known, _) in self.schemas.items():
-            if known == schema:
-                return schema_id
-        self.schemas[len(self.schemas) + 1] = (schema, fastavro.parse_schema(schema))
-        return len(self.schemas)
-
-    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
-        return self.schemas[schema_id]
-
-
-def test_the_processor_cleans_good_changes_and_dead_letters_bad_ones():
-    """Through the wire format and the processor's Cleaner, as in the pipeline."""
-    registry = FakeRegistry()
-    ids = {
-        name: registry.register(f"{e.cdc_topic}-value", entity_value_schema(e, SETTINGS))
-        for name, e in ENTITIES.items()
-    }
-    catalog = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir)
-    cleaner = Cleaner(catalog, registry, REGIONS, SECRET, "dlq.processor")
-    batch = take(1500, seed=6, bad_ratio=0.2)
-    events = [
-        RawEvent(ENTITIES[c.entity].cdc_topic, 0, i, c.key.encode(),
-                 encode(ids[c.entity], registry.schema_by_id(ids[c.entity])[1], envelope(c)))
-        for i, c in enumerate(batch)
-    ]  # fmt: skip
-    outputs: list[Output] = []
-    ok, failed = cleaner.process(events, outputs.append)
-    bad = [bool(bad_kinds(c)) for c in batch]
-    assert (ok, failed) == (bad.count(False), bad.count(True)) and 0 < failed < ok
-    for change, is_bad, output in zip(batch, bad, outputs, strict=True):
-        if is_bad:
-            assert output.topic == "dlq.processor" and dict(output.headers)["error.reason"].startswith(b"invalid: ")
-        else:
-            assert output.topic == ENTITIES[change.entity].clean_topic
-            _, record = decode(registry, output.value)
-            assert record["entity_key"] == change.key and record["source_position"] == change.position
+def test_clean_records_are_stored_in_clickhouse(chdb):
+    batch = take(400, seed=5)
+    for name, entity in ENTITIES.items():
+        rows = SIM.store_clean(chdb, name, [c for c in batch if c.entity == name])
+        got = chdb.query(
+            f"SELECT count(), countIf(planned_end IS NULL), min(contract_value) >= 0 FROM {entity.table}"
+        ).result_rows
+        assert got == [(len(rows), 0, True)]

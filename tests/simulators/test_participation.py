@@ -3,63 +3,27 @@ timing and channel mix, valid for the processor unless asked otherwise."""
 
 from __future__ import annotations
 
-import io
-import itertools
 import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import clickhouse_connect
-import fastavro
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simulators.participation as participation
-from backbone.settings import load_settings
-from contract.catalog import load_catalog
-from contract.reference import load_regions, villages
-from contract.rules import PayloadRules, Rejected, clean_event
-from contract.subjects import entity_value_schema
-from producers.emitter import Change, envelope_for
-from simulators.participation import ComplaintChannel
+from producers.emitter import Change
+from simulators.kit import UNKNOWN_VILLAGE, local
 from sinks import ddl
+from tests.fakes import SimulatedSystem, breaks_lifecycle, freeze
 
-SETTINGS = load_settings()
-SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-complaints")
-ENTITY = SYSTEM.entities[0]
-RULES = PayloadRules.from_schema(ENTITY.payload_schema())
-ENVELOPE = fastavro.parse_schema(entity_value_schema(ENTITY, SETTINGS))
-CLEAN = fastavro.parse_schema(RULES.clean_schema())
-REGIONS = load_regions(SETTINGS.regions_csv)
-VILLAGES = villages(REGIONS)
-TRANSITIONS = RULES.transitions["status"]
-SECRET = b"unit-test-key"
-BAD_VILLAGE = "35.22.99.9999"
 MONDAY = datetime(2025, 1, 6, 1, 0, tzinfo=UTC)  # 08:00 in Jakarta
+SIM = SimulatedSystem("sim-complaints", clock_start=MONDAY)
+SYSTEM, REGIONS, VILLAGES = SIM.system, SIM.regions, SIM.villages
+ENTITY = SYSTEM.entities[0]
+RULES = SIM.rules[ENTITY.name]
+TRANSITIONS = RULES.transitions["status"]
 PII = {"complainant_name", "complainant_phone", "complainant_nik"}
 STAFF_MOVES = {"VERIFIED", "IN_PROGRESS", "RESOLVED", "REJECTED"}
-
-
-def take(n: int, seed: int = 1, clock_start: datetime | None = MONDAY, **kwargs: Any) -> list[Change]:
-    sim = ComplaintChannel(VILLAGES, seed=seed, clock_start=clock_start, **kwargs)
-    return list(itertools.islice(sim.changes(), n))
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    """The simulator reads the wall clock (start of its business clock, ts_source); pin it."""
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(participation, "datetime", Frozen)
-
-
-def local(at: datetime) -> datetime:
-    return at + timedelta(hours=7)
 
 
 def office_hours(at: datetime) -> bool:
@@ -70,35 +34,17 @@ def essentials(batch: list[Change]) -> list[tuple]:
     return [(c.op, c.key, c.position, tuple(sorted(c.after.items()))) for c in batch]
 
 
-def envelope(change: Change) -> dict[str, Any]:
-    """The envelope the emitter builds (producers.emitter.envelope_for)."""
-    return envelope_for(ENTITY, change)
-
-
-def roundtrip(parsed: Any, record: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, parsed, record)
-    buffer.seek(0)
-    return fastavro.schemaless_reader(buffer, parsed)
-
-
-def clean(change: Change) -> dict[str, Any]:
-    """What the processor does: decode the produced bytes, clean, encode the clean record."""
-    decoded = roundtrip(ENVELOPE, envelope(change))
-    record = clean_event(decoded, RULES, REGIONS, SECRET, ENTITY.key)
-    roundtrip(CLEAN, record)
-    return record
+take, clean = SIM.take, SIM.clean_from_the_wire
 
 
 def bad_kind(change: Change) -> str | None:
     after = change.after
-    if after["village_code"] == BAD_VILLAGE:
+    if after["village_code"] == UNKNOWN_VILLAGE:
         return "unknown_village"
     if after["resolution_due_at"] is None:
         return "missing_required"
-    if change.op == "u" and after["status"] != change.before["status"]:
-        if after["status"] not in TRANSITIONS[change.before["status"]]:
-            return "bad_transition"
+    if breaks_lifecycle(change, {"status": TRANSITIONS}):
+        return "bad_transition"
     return None
 
 
@@ -117,13 +63,6 @@ def test_same_seed_and_start_give_the_same_changes(monkeypatch):
     assert take(300, seed=5, clock_start=None) == take(300, seed=5, clock_start=None)
     assert essentials(take(50, seed=5)) != essentials(take(50, seed=6))
     assert essentials(take(50, seed=5, start_seq=0)) != essentials(take(50, seed=5, start_seq=1))
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
-    office = essentials(take(1000, seed=3, clock_start=None))
-    freeze(monkeypatch, datetime(2025, 3, 3, 16, 0, tzinfo=UTC))  # Monday 23:00 in Jakarta
-    assert essentials(take(1000, seed=3, clock_start=None)) == office
 
 
 def test_positions_strictly_increase_from_start_seq():
@@ -240,41 +179,15 @@ def test_every_change_passes_the_processor_contract():
                 assert record[name] != change.after[name] and len(record[name]) == 32
 
 
-def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
-    batch = take(5000, seed=2, bad_ratio=0.3)
-    kinds = Counter()
-    state: dict[str, dict] = {}
-    updated = {c.key for c in batch if c.op == "u"}
-    for change in batch:
-        kind = bad_kind(change)
-        if kind is None:
-            clean(change)
-            if change.op == "u":
-                assert change.before == state[change.key], "a bad record entered the simulator's state"
-            state[change.key] = change.after
-            continue
-        kinds[kind] += 1
-        with pytest.raises(Rejected):
-            clean(change)
-        if change.op == "c":
-            assert change.key not in updated  # bad records are never followed by updates
-    assert set(kinds) == set(participation.BAD_KINDS)
-    assert 0.25 < sum(kinds.values()) / len(batch) < 0.35
-
-
 def test_no_bad_records_without_bad_ratio():
     assert not [c for c in take(10000, seed=2) if bad_kind(c)]
 
 
-def test_clickhouse_table_can_be_created(tmp_path):
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
-    try:
-        layout = ddl.layout_for(ENTITY.table, RULES.clean_schema())
-        client.command(ddl.create_table_sql(layout))
-        described = {row[0]: row[1] for row in client.query(f"DESCRIBE TABLE `{layout.name}`").result_rows}
-        assert described["status"] == "LowCardinality(String)"
-        assert described["complainant_nik"] == "Nullable(String)"
-        assert described["resolution_due_at"] == "Nullable(DateTime64(3, 'UTC'))"
-        assert described["kecamatan_name"] == "Nullable(String)"
-    finally:
-        client.close()
+def test_clickhouse_table_can_be_created(chdb):
+    layout = ddl.layout_for(ENTITY.table, RULES.clean_schema())
+    chdb.command(ddl.create_table_sql(layout))
+    described = {row[0]: row[1] for row in chdb.query(f"DESCRIBE TABLE `{layout.name}`").result_rows}
+    assert described["status"] == "LowCardinality(String)"
+    assert described["complainant_nik"] == "Nullable(String)"
+    assert described["resolution_due_at"] == "Nullable(DateTime64(3, 'UTC'))"
+    assert described["kecamatan_name"] == "Nullable(String)"

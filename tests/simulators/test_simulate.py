@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,11 +9,11 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulators.licensing as licensing
 from backbone.settings import PROJECT_ROOT
 from contract.reference import load_regions, villages
 from producers.emitter import Change
 from simulators.licensing import LicensingOffice
+from tests.fakes import freeze, take_from
 
 REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
 VILLAGES = villages(REGIONS)
@@ -24,18 +23,7 @@ BAD_VILLAGE = "35.22.99.9999"
 
 
 def take(n: int, seed: int = 1, **kwargs) -> list[Change]:
-    return list(itertools.islice(LicensingOffice(VILLAGES, seed=seed, **kwargs).changes(), n))
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    """The office reads the wall clock (start of its business clock, ts_source); pin it."""
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(licensing, "datetime", Frozen)
+    return take_from(LicensingOffice, VILLAGES, n, seed=seed, **kwargs)
 
 
 def essentials(batch: list[Change]) -> list[tuple]:
@@ -59,13 +47,6 @@ def test_same_seed_and_start_give_the_same_changes(monkeypatch):
     assert take(300, seed=5, start_seq=100) == take(300, seed=5, start_seq=100)
     assert essentials(take(50, seed=5)) != essentials(take(50, seed=6))
     assert essentials(take(50, seed=5, start_seq=0)) != essentials(take(50, seed=5, start_seq=1))
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
-    office_hours = essentials(take(200, seed=3))
-    freeze(monkeypatch, datetime(2025, 3, 1, 13, 0, tzinfo=UTC))  # Saturday 20:00 in Jakarta
-    assert essentials(take(200, seed=3)) == office_hours
 
 
 def test_positions_strictly_increase_from_start_seq():

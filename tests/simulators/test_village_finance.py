@@ -4,105 +4,51 @@ follows the disbursements, lifecycles that hold, valid for the processor unless 
 from __future__ import annotations
 
 import csv
-import io
-import itertools
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import clickhouse_connect
-import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simulators.village_finance as village_finance
-from backbone.settings import load_settings
-from contract.catalog import load_catalog
-from contract.reference import load_regions, villages
-from contract.rules import PayloadRules, Rejected, clean_event
-from contract.subjects import entity_value_schema
-from producers.emitter import Change, envelope_for
+from producers.emitter import Change
+from simulators.kit import UNKNOWN_VILLAGE, local
 from simulators.village_finance import VillageFinance
 from sinks import ddl
+from tests.fakes import SimulatedSystem, breaks_lifecycle, freeze
 
-SETTINGS = load_settings()
-SYSTEM = load_catalog(SETTINGS.catalog_dir, SETTINGS.schemas_dir).system("sim-village-finance")
-ENTITIES = {e.name: e for e in SYSTEM.entities}
-RULES = {name: PayloadRules.from_schema(e.payload_schema()) for name, e in ENTITIES.items()}
-ENVELOPES = {name: fastavro.parse_schema(entity_value_schema(e, SETTINGS)) for name, e in ENTITIES.items()}
-CLEAN = {name: fastavro.parse_schema(rules.clean_schema()) for name, rules in RULES.items()}
-REGIONS = load_regions(SETTINGS.regions_csv)
-VILLAGES = villages(REGIONS)
+JANUARY = datetime(2025, 1, 2, 1, 0, tzinfo=UTC)  # Thursday 08:00 in Jakarta
+SIM = SimulatedSystem("sim-village-finance", clock_start=JANUARY)
+SETTINGS, SYSTEM, ENTITIES, RULES = SIM.settings, SIM.system, SIM.entities, SIM.rules
+REGIONS, VILLAGES = SIM.regions, SIM.villages
 with SETTINGS.regions_csv.open(newline="", encoding="utf-8") as _fh:
     LEVELS = {row["code"]: row["level"] for row in csv.DictReader(_fh)}
 DESA = {code for code, level in LEVELS.items() if level == "desa"}
 TRANSITIONS = RULES["village_fund"].transitions["stage"]
-SECRET = b"unit-test-key"
-BAD_VILLAGE = "35.22.99.9999"
-JANUARY = datetime(2025, 1, 2, 1, 0, tzinfo=UTC)  # Thursday 08:00 in Jakarta
-
-
-def take(n: int, seed: int = 1, clock_start: datetime | None = JANUARY, **kwargs: Any) -> list[Change]:
-    sim = VillageFinance(VILLAGES, seed=seed, clock_start=clock_start, **kwargs)
-    return list(itertools.islice(sim.changes(), n))
-
-
-def freeze(monkeypatch, now: datetime) -> None:
-    """The simulator reads the wall clock (start of its business clock, ts_source); pin it."""
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return now
-
-    monkeypatch.setattr(village_finance, "datetime", Frozen)
 
 
 def when(change: Change) -> datetime:
     return change.after["updated_at"] if change.entity == "village_fund" else change.after["spent_at"]
 
 
-def local(at: datetime) -> datetime:
-    return at + timedelta(hours=7)
-
-
 def essentials(batch: list[Change]) -> list[tuple]:
     return [(c.op, c.key, c.position, c.entity, tuple(sorted(c.after.items()))) for c in batch]
 
 
-def envelope(change: Change) -> dict[str, Any]:
-    """The envelope the emitter builds (producers.emitter.envelope_for)."""
-    return envelope_for(ENTITIES[change.entity], change)
-
-
-def roundtrip(parsed: Any, record: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, parsed, record)
-    buffer.seek(0)
-    return fastavro.schemaless_reader(buffer, parsed)
-
-
-def clean(change: Change) -> dict[str, Any]:
-    """What the processor does: decode the produced bytes, clean, encode the clean record."""
-    decoded = roundtrip(ENVELOPES[change.entity], envelope(change))
-    record = clean_event(decoded, RULES[change.entity], REGIONS, SECRET, ENTITIES[change.entity].key)
-    roundtrip(CLEAN[change.entity], record)
-    return record
+take, clean = SIM.take, SIM.clean_from_the_wire
 
 
 def bad_kind(change: Change) -> str | None:
     after = change.after
-    if after["village_code"] == BAD_VILLAGE:
+    if after["village_code"] == UNKNOWN_VILLAGE:
         return "unknown_village"
     if after.get("amount", 0) < 0 or after.get("allocation", 0) < 0:
         return "negative_amount"
     if change.entity == "village_spending" and after["fund_source"] is None:
         return "missing_required"
-    if change.op == "u" and after["stage"] != change.before["stage"]:
-        if after["stage"] not in TRANSITIONS[change.before["stage"]]:
-            return "bad_transition"
+    if breaks_lifecycle(change, {"stage": TRANSITIONS}):
+        return "bad_transition"
     return None
 
 
@@ -123,13 +69,6 @@ def test_same_seed_and_start_give_the_same_changes(monkeypatch):
     assert take(300, seed=5, clock_start=None) == take(300, seed=5, clock_start=None)
     assert essentials(take(50, seed=5)) != essentials(take(50, seed=6))
     assert essentials(take(50, seed=5, start_seq=0)) != essentials(take(50, seed=5, start_seq=1))
-
-
-def test_same_seed_gives_the_same_records_whatever_the_time_of_day(monkeypatch):
-    freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))  # Monday 10:00 in Jakarta
-    office_hours = essentials(take(2000, seed=3, clock_start=None))
-    freeze(monkeypatch, datetime(2025, 3, 3, 16, 0, tzinfo=UTC))  # Monday 23:00 in Jakarta
-    assert essentials(take(2000, seed=3, clock_start=None)) == office_hours
 
 
 def test_positions_strictly_increase_from_start_seq():
@@ -264,41 +203,14 @@ def test_every_change_passes_the_processor_contract():
             assert len(record["recipient_name"]) == 32
 
 
-def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
-    batch = take(6000, seed=2, bad_ratio=0.3)
-    kinds = Counter()
-    state: dict[str, dict] = {}
-    updated = {c.key for c in batch if c.op == "u"}
-    for change in batch:
-        kind = bad_kind(change)
-        if kind is None:
-            clean(change)
-            if change.entity == "village_fund":
-                if change.op == "u":
-                    assert change.before == state[change.key], "a bad record entered the simulator's state"
-                state[change.key] = change.after
-            continue
-        kinds[kind] += 1
-        with pytest.raises(Rejected):
-            clean(change)
-        if change.op == "c":
-            assert change.key not in updated  # bad records are never followed by updates
-    assert set(kinds) == set(village_finance.BAD_KINDS)
-    assert 0.25 < sum(kinds.values()) / len(batch) < 0.35
-
-
 def test_no_bad_records_without_bad_ratio():
     assert not [c for c in take(20000, seed=2) if bad_kind(c)]
 
 
 @pytest.mark.parametrize("name", sorted(ENTITIES))
-def test_clickhouse_tables_can_be_created(tmp_path, name):
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
-    try:
-        layout = ddl.layout_for(ENTITIES[name].table, RULES[name].clean_schema())
-        client.command(ddl.create_table_sql(layout))
-        described = {row[0]: row[1] for row in client.query(f"DESCRIBE TABLE `{layout.name}`").result_rows}
-        assert described["village_name"] == "Nullable(String)"
-        assert described["amount" if name == "village_spending" else "allocation"] == "Decimal(18, 2)"
-    finally:
-        client.close()
+def test_clickhouse_tables_can_be_created(chdb, name):
+    layout = ddl.layout_for(ENTITIES[name].table, RULES[name].clean_schema())
+    chdb.command(ddl.create_table_sql(layout))
+    described = {row[0]: row[1] for row in chdb.query(f"DESCRIBE TABLE `{layout.name}`").result_rows}
+    assert described["village_name"] == "Nullable(String)"
+    assert described["amount" if name == "village_spending" else "allocation"] == "Decimal(18, 2)"

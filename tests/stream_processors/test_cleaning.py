@@ -14,12 +14,13 @@ import pytest
 
 from backbone.settings import PROJECT_ROOT
 from contract.catalog import load_catalog
-from contract.codec import UndecodableMessage, encode
+from contract.codec import encode
 from contract.reference import load_regions, villages
 from contract.rules import compose_envelope, load_envelope_template, pseudonymise
 from producers.emitter import Change, envelope_for
 from simulators.licensing import LicensingOffice
 from stream_processors.cleaning import Cleaner, Output, RawEvent
+from tests.fakes import FakeRegistry
 
 SCHEMAS = PROJECT_ROOT / "schemas"
 CATALOG = load_catalog(PROJECT_ROOT / "catalog", SCHEMAS)
@@ -27,28 +28,6 @@ ENTITY = CATALOG.entity_for_topic("cdc.licensing.permit_application")
 REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
 SECRET = b"unit-test-key"
 DLQ = "dlq.processor"
-
-
-class FakeRegistry:
-    """schema_by_id and register, as Cleaner uses them; ids are per registered schema."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[int, tuple[dict[str, Any], Any]] = {}
-        self.registered: list[str] = []
-
-    def register(self, subject: str, schema: dict[str, Any]) -> int:
-        self.registered.append(subject)
-        for schema_id, (known, _) in self.schemas.items():
-            if known == schema:
-                return schema_id
-        schema_id = len(self.schemas) + 1
-        self.schemas[schema_id] = (schema, fastavro.parse_schema(schema))
-        return schema_id
-
-    def schema_by_id(self, schema_id: int) -> tuple[dict[str, Any], Any]:
-        if schema_id not in self.schemas:
-            raise UndecodableMessage(f"schema id {schema_id} unknown to the registry")
-        return self.schemas[schema_id]
 
 
 def envelope(change: Change) -> dict[str, Any]:
