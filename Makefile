@@ -21,9 +21,9 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The fast tests alone (no local stack): under a minute.
+# The fast tests alone (no local stack, no large volumes): under a minute.
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

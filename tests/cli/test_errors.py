@@ -21,6 +21,7 @@ def run_cli(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["sink"], ["processor"], ["simulate", "all"], ["init"]])
 def test_unreachable_broker_is_one_line(tmp_path, command):
     dead = f"127.0.0.1:{free_port()}"
@@ -39,6 +40,7 @@ def test_unreachable_broker_is_one_line(tmp_path, command):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_wrong_dsn_is_one_line(tmp_path):
     result = run_cli(tmp_path, "sink", BACKBONE_CLICKHOUSE_DSN="mysql://x")
     assert result.returncode == 2

@@ -93,6 +93,7 @@ def test_the_processor_cleans_good_changes_and_dead_letters_bad_ones(office: Mod
             assert record["entity_key"] == change.key and record["source_position"] == change.position
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("office", "n", "kept", "bad_kinds"),
     [

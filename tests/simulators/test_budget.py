@@ -93,6 +93,7 @@ def test_positions_strictly_increase_from_start_seq():
             assert change.op == "c" and change.key == change.after["realisation_id"] == f"SP2D-{change.position}"
 
 
+@pytest.mark.slow
 def test_every_change_passes_the_contract_and_encodes():
     for change in cycle(1):
         assert not bad_kinds(change), change

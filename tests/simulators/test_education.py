@@ -85,6 +85,7 @@ def test_every_catalog_entity_is_emitted():
     assert {c.entity for c in take(SCHOOLS + 2000)} == set(ENTITIES) == {"school", "enrolment"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clock_start", [MONDAY, datetime(2025, 12, 29, tzinfo=UTC)], ids=["june", "december"])
 def test_without_bad_ratio_every_change_is_clean_and_encodes(clock_start):
     for change in take(SCHOOLS + 4000, seed=4, clock_start=clock_start):
@@ -100,6 +101,7 @@ def test_without_bad_ratio_every_change_is_clean_and_encodes(clock_start):
             assert record["headmaster"] == change.after["headmaster"]  # an official's name is kept
 
 
+@pytest.mark.slow
 def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
     batch = take(SCHOOLS + 4000, seed=2, bad_ratio=0.3)
     kinds = Counter()

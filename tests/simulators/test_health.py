@@ -75,6 +75,7 @@ def test_every_catalog_entity_is_emitted():
     assert {c.entity for c in take(200)} == set(ENTITIES) == {"visit", "bed_occupancy"}
 
 
+@pytest.mark.slow
 def test_without_bad_ratio_every_change_is_clean_and_encodes():
     for change in take(6000, seed=4):
         encode(ENVELOPES[change.entity], envelope(change))
@@ -88,6 +89,7 @@ def test_without_bad_ratio_every_change_is_clean_and_encodes():
             assert record["facility_kecamatan_code"] == change.after["facility_village_code"].rsplit(".", 1)[0]
 
 
+@pytest.mark.slow
 def test_bad_ratio_produces_each_bad_kind_and_the_processor_rejects_them():
     batch = take(4000, seed=2, bad_ratio=0.3)
     kinds = Counter()

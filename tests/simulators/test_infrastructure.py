@@ -77,6 +77,7 @@ def test_positions_strictly_increase_from_start_seq():
     assert len({c.key for c in batch if c.op == "c"}) == sum(c.op == "c" for c in batch)
 
 
+@pytest.mark.slow
 def test_every_change_passes_the_contract_and_encodes():
     batch = take(6000, seed=7)
     for change in batch:

@@ -7,6 +7,7 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,7 @@ def test_positions_strictly_increase_from_start_seq():
     assert all(c.key == f"ADUAN-{c.position}" for c in batch if c.op == "c")
 
 
+@pytest.mark.slow
 def test_statuses_follow_the_lifecycle_per_key():
     state: dict[str, dict] = {}
     finished: set[str] = set()
@@ -143,6 +145,7 @@ def test_response_times_are_hours_resolution_takes_days_by_category():
     assert 0.05 < overdue / sum(len(v) for v in resolution.values()) < 0.35
 
 
+@pytest.mark.slow
 def test_categories_follow_the_seasons_and_go_to_the_right_office():
     complaints = [c.after for c in take(70000, seed=8) if c.op == "c"]
     months = defaultdict(Counter)
@@ -169,6 +172,7 @@ def test_village_codes_exist_and_personal_data_is_plausible(seed):
         assert after["complainant_name"] not in after["summary"]
 
 
+@pytest.mark.slow
 def test_every_change_passes_the_processor_contract():
     batch = take(8000, seed=7)
     for change in batch:

@@ -63,6 +63,7 @@ def test_the_catalog_names_the_simulator_and_both_entities():
     assert RULES["village_fund"].initial == {"stage": ["ALLOCATED"]}
 
 
+@pytest.mark.slow
 def test_same_seed_and_start_give_the_same_changes(monkeypatch):
     freeze(monkeypatch, datetime(2025, 3, 3, 3, 0, tzinfo=UTC))
     assert take(3000, seed=5, start_seq=100) == take(3000, seed=5, start_seq=100)
@@ -114,6 +115,7 @@ def test_kelurahan_and_unknown_codes_are_left_out():
         VillageFinance(kelurahan)
 
 
+@pytest.mark.slow
 def test_funds_follow_the_stages_and_money_follows_the_funds():
     state: dict[str, dict] = {}
     available: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -153,6 +155,7 @@ def test_funds_follow_the_stages_and_money_follows_the_funds():
     assert not [s for s in seen if s[0] in ("BHPRD", "BANKEU") and s[2] == "TAHAP_3"]  # paid in two halves
 
 
+@pytest.mark.slow
 def test_a_year_looks_like_a_village_budget_year():
     batch = [c for c in take(60000, seed=4) if c.after["fiscal_year"] == 2025]
     allocations = {c.key: c.after for c in batch if c.entity == "village_fund" and c.op == "c"}
@@ -181,6 +184,7 @@ def test_a_year_looks_like_a_village_budget_year():
         assert at.weekday() < 5 and 8 <= at.hour < (16 if s["recipient_name"] is None else 17)
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 100_000))
 def test_money_is_decimal_with_two_places_and_never_negative(seed):
@@ -192,6 +196,7 @@ def test_money_is_decimal_with_two_places_and_never_negative(seed):
                 assert value >= 0
 
 
+@pytest.mark.slow
 def test_every_change_passes_the_processor_contract():
     batch = take(12000, seed=7, clock_start=datetime(2025, 3, 10, 1, tzinfo=UTC))
     assert {c.entity for c in batch} == set(ENTITIES)
@@ -203,6 +208,7 @@ def test_every_change_passes_the_processor_contract():
             assert len(record["recipient_name"]) == 32
 
 
+@pytest.mark.slow
 def test_no_bad_records_without_bad_ratio():
     assert not [c for c in take(20000, seed=2) if bad_kind(c)]
 

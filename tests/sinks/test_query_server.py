@@ -111,6 +111,7 @@ def test_multi_statement_input_runs_nothing_and_does_not_poison_the_session(endp
     assert ask(url, "SELECT getSetting('max_memory_usage') > 1000").text == "1\n"
 
 
+@pytest.mark.slow
 def test_limits_hold_whatever_the_query_says(endpoint):
     url, _ = endpoint
     too_many = ask(url, "SELECT number FROM numbers(5000)")
