@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Keyed hash for personal data. Production: set BACKBONE_PII_KEY from a secret store.
     # Local mode: a random key is created once in run_dir/pii.key (never in the repo).
     pii_key: SecretStr = SecretStr("")
+    # Key that seals the original bytes of dead letters; empty: a local one in <run_dir>/dead-letter.key.
+    dead_letter_key: SecretStr = SecretStr("")
     # Bearer token of the query endpoint; empty: a local one in <run_dir>/query.token (mode 0600).
     query_token: SecretStr = SecretStr("")
 
@@ -124,6 +126,10 @@ class Settings(BaseSettings):
     def pii_secret(self) -> bytes:
         """The pseudonymisation key: from the environment, or a local one created on first use."""
         return self._secret(self.pii_key, "pii.key").encode()
+
+    def dead_letter_secret(self) -> str:
+        """The key that seals dead letters' original bytes: from the environment, or a local one."""
+        return self._secret(self.dead_letter_key, "dead-letter.key")
 
     def query_secret(self) -> str:
         """The query endpoint's token: from the environment, or a local one created on first use."""

@@ -1,12 +1,18 @@
-"""The dead-letter record every stage writes to its `dlq.*` topic: the original bytes, untouched,
-with the stage, the reason and the origin in headers. One builder serves the adapters, the
-processor and the sink, and one reader serves the sink that stores them."""
+"""The dead-letter record every stage writes to its `dlq.*` topic: the original bytes sealed
+(encrypted, see backbone.sealing: they may hold personal data and are kept only for replay), with
+the stage, the reason, the origin and a stable letter id in headers. The id is the same each time
+the same input is rejected again (after a crash and a re-read), and different for every other
+input, so the store keeps one row per rejected input, never collapsed. One builder serves the
+adapters, the processor and the sink, and one reader serves the sink that stores them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from backbone.sealing import Sealer
 
 
 @dataclass
@@ -31,21 +37,30 @@ class Output:
     headers: list[tuple[str, bytes]] | None = None
 
 
-def dead_letter_headers(stage: str, reason: str, origin: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    stage: str, reason: str, origin: str, partition: int, offset: int, letter_id: str = ""
+) -> list[tuple[str, bytes]]:
     return [
         ("error.stage", stage.encode()),
         ("error.reason", reason.encode()),
         ("source.topic", origin.encode()),
         ("source.partition", str(partition).encode()),
         ("source.offset", str(offset).encode()),
+        ("source.id", (letter_id or f"{origin}:{partition}:{offset}").encode()),
         ("error.ts", datetime.now(UTC).isoformat().encode()),
     ]
 
 
-def dead_letter(event: RawEvent, reason: str, stage: str, topic: str) -> Output:
-    """The original bytes of `event`, untouched, with the reason and origin in headers."""
+def input_letter_id(origin: str, original: bytes) -> str:
+    """A stable id for an input that has no Kafka position (an adapter's source row, file line or
+    request item): the same input gives the same id, any other input another."""
+    return hashlib.blake2b(origin.encode() + b"\0" + original, digest_size=16).hexdigest()
+
+
+def dead_letter(event: RawEvent, reason: str, stage: str, topic: str, sealer: Sealer) -> Output:
+    """The original bytes of `event`, sealed, with the reason and origin in headers."""
     headers = dead_letter_headers(stage, reason, event.topic, event.partition, event.offset)
-    return Output(topic, event.key, event.value or b"", headers)
+    return Output(topic, event.key, sealer.seal(event.value or b""), headers)
 
 
 def header(headers: Iterable[tuple[str, bytes | None]] | None, name: str) -> str:

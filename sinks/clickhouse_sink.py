@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
 from backbone.retry import retrying
+from backbone.sealing import Sealer
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import Catalog, catalog_for
@@ -38,6 +39,12 @@ class TableWriter:
         self.layouts: dict[tuple[str, int], ddl.TableLayout] = {}
         self.known_columns: dict[str, set[str]] = {}
         self.client.command(ddl.DEAD_LETTERS_DDL)
+        columns = self.client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {table:String}",
+            parameters={"table": ddl.DEAD_LETTERS_TABLE},
+        )
+        if "letter_id" not in {row[0] for row in columns.result_rows}:
+            self.client.command(ddl.DEAD_LETTERS_ADD_LETTER_ID)
 
     def layout(self, table: str, schema_id: int, clean_schema: dict[str, Any]) -> ddl.TableLayout:
         layout = self.layouts.get((table, schema_id))
@@ -84,6 +91,7 @@ class Sink:
             }
         )
         self.dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
+        self.sealer = Sealer(settings.dead_letter_secret())
         self.stopping = threading.Event()
         self.stored = 0
 
@@ -110,21 +118,27 @@ class Sink:
         """Insert a batch (one insert per table), dead-lettering what cannot be decoded."""
         now = datetime.now(UTC)
         tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
-        dead: list[list[Any]] = [[] for _ in range(12)]
+        dead: list[list[Any]] = [[] for _ in range(len(ddl.DEAD_LETTER_COLUMNS))]
         dead_letters_out = []
         for msg in batch:
             topic = msg.topic()
             metrics.EVENTS_IN.labels(STAGE, topic).inc()
             if topic in self.dlq_topics:
+                headers = msg.headers()
+                origin = header(headers, "source.topic")
+                # Headers come from other processes: a malformed one must not stop the sink.
+                partition, offset = _int(header(headers, "source.partition")), _int(header(headers, "source.offset"))
+                letter_id = header(headers, "source.id") or f"{origin}:{partition}:{offset}:{topic}:{msg.offset()}"
                 row = [
-                    header(msg.headers(), "error.stage"),
-                    header(msg.headers(), "error.reason"),
-                    header(msg.headers(), "source.topic"),
-                    int(header(msg.headers(), "source.partition") or -1),
-                    int(header(msg.headers(), "source.offset") or -1),
+                    header(headers, "error.stage"),
+                    header(headers, "error.reason"),
+                    origin,
+                    partition,
+                    offset,
+                    letter_id,
                     (msg.key() or b"").decode(errors="replace"),
                     msg.value() or b"",
-                    _parse_ts(header(msg.headers(), "error.ts")) or now,
+                    _parse_ts(header(headers, "error.ts")) or now,
                     topic,
                     msg.partition(),
                     msg.offset(),
@@ -139,7 +153,7 @@ class Sink:
                 _, record = decode(self.registry, msg.value())
             except UndecodableMessage as exc:
                 raw = RawEvent(topic, msg.partition(), msg.offset(), msg.key(), msg.value())
-                dead_letters_out.append(dead_letter(raw, f"undecodable: {exc}", STAGE, self.dlq_topics[1]))
+                dead_letters_out.append(dead_letter(raw, f"undecodable: {exc}", STAGE, self.dlq_topics[1], self.sealer))
                 metrics.EVENTS_FAILED.labels(STAGE, topic, "undecodable").inc()
                 continue
             table = self.tables[topic]
@@ -160,24 +174,7 @@ class Sink:
         for table, (names, columns) in tables.items():
             self._insert(table, names, columns, now)
         if dead[0]:
-            self.writer.insert(
-                ddl.DEAD_LETTERS_TABLE,
-                [
-                    "stage",
-                    "reason",
-                    "source_topic",
-                    "source_partition",
-                    "source_offset",
-                    "key",
-                    "value",
-                    "ts_failed",
-                    "_topic",
-                    "_partition",
-                    "_offset",
-                    "ts_stored",
-                ],
-                dead,
-            )
+            self.writer.insert(ddl.DEAD_LETTERS_TABLE, ddl.DEAD_LETTER_COLUMNS, dead)
         for out in dead_letters_out:
             kafka.produce(self.dlq, out.topic, out.value, out.key, out.headers, stage=STAGE)
         if dead_letters_out and self.dlq.flush(30):
@@ -244,6 +241,13 @@ class Sink:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
 
 
 def _parse_ts(value: str) -> datetime | None:

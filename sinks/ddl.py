@@ -21,8 +21,9 @@ CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
     source_topic LowCardinality(String),
     source_partition Int32,
     source_offset Int64,
+    letter_id String COMMENT 'the same for the same rejected input, another for every other input',
     key String,
-    value String COMMENT 'the original bytes, untouched',
+    value String COMMENT 'the original bytes, sealed (AES-GCM; the key is not in the store)',
     ts_failed DateTime64(3, 'UTC'),
     _topic LowCardinality(String),
     _partition Int32,
@@ -30,8 +31,30 @@ CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
     ts_stored DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree
 -- Keyed by where the bad record came from, not where its dead letter sits: a stage that re-reads
--- after a crash dead-letters the same record again, and FINAL shows it once.
-ORDER BY (stage, source_topic, source_partition, source_offset)
+-- after a crash dead-letters the same record again, and FINAL shows it once. Inputs without a Kafka
+-- position (an adapter's rows, lines, requests) differ by letter_id, so none is collapsed.
+ORDER BY (stage, source_topic, source_partition, source_offset, letter_id)
+"""
+DEAD_LETTER_COLUMNS = [
+    "stage",
+    "reason",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "letter_id",
+    "key",
+    "value",
+    "ts_failed",
+    "_topic",
+    "_partition",
+    "_offset",
+    "ts_stored",
+]
+# Stores made before letter_id existed: the column joins the end of the sorting key.
+DEAD_LETTERS_ADD_LETTER_ID = f"""
+ALTER TABLE {DEAD_LETTERS_TABLE}
+    ADD COLUMN letter_id String AFTER source_offset,
+    MODIFY ORDER BY (stage, source_topic, source_partition, source_offset, letter_id)
 """
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import fastavro
 
 from backbone import metrics
+from backbone.sealing import Sealer
 from contract.catalog import Catalog, Entity
 from contract.codec import Registry, UndecodableMessage, decode, encode, schema_id_of, subject_for
 from contract.deadletter import Output, RawEvent, dead_letter
@@ -40,7 +41,10 @@ class Cleaner:
         regions: Mapping[str, Mapping[str, Any]],
         secret: bytes,
         dlq_topic: str = DLQ_PROCESSOR,
+        *,
+        sealer: Sealer,
     ) -> None:
+        self.sealer = sealer
         self.catalog = catalog
         self.registry = registry
         self.regions = regions
@@ -80,7 +84,7 @@ class Cleaner:
                 ok += 1
             except (UndecodableMessage, Rejected) as exc:
                 kind = "undecodable" if isinstance(exc, UndecodableMessage) else "invalid"
-                emit(dead_letter(event, f"{kind}: {exc}", STAGE, self.dlq_topic))
+                emit(dead_letter(event, f"{kind}: {exc}", STAGE, self.dlq_topic, self.sealer))
                 metrics.EVENTS_FAILED.labels(STAGE, event.topic, kind).inc()
                 failed += 1
             if event.timestamp_ms:

@@ -17,6 +17,7 @@ from faust.types import TP
 
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
+from backbone.sealing import Sealer
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import catalog_for
@@ -76,7 +77,8 @@ def build_app(settings: Settings) -> faust.App:
         )
     )
     producer = kafka.make_producer(settings.kafka_bootstrap, "processor")
-    cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR))
+    sealer = Sealer(settings.dead_letter_secret())
+    cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR), sealer=sealer)
     cdc_topics = [e.cdc_topic for e in catalog.entities]
     # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
     source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw", acks=False)

@@ -14,6 +14,7 @@ import fastavro
 import pytest
 
 import simulators.kit
+from backbone.sealing import Sealer
 from backbone.settings import Settings, load_settings
 from contract.catalog import Catalog, load_catalog
 from contract.codec import UndecodableMessage, encode
@@ -28,6 +29,7 @@ from stream_processors.cleaning import Cleaner, Output, RawEvent
 
 SECRET = b"unit-test-key"
 DLQ = "dlq.processor"
+SEALER = Sealer("unit-test-dead-letter-key")
 
 
 class FakeRegistry:
@@ -154,7 +156,7 @@ class SimulatedSystem:
             name: registry.register(f"{e.cdc_topic}-value", entity_value_schema(e, self.settings))
             for name, e in self.entities.items()
         }
-        cleaner = Cleaner(self.catalog, registry, self.regions, SECRET, DLQ)
+        cleaner = Cleaner(self.catalog, registry, self.regions, SECRET, DLQ, sealer=SEALER)
         events = []
         for offset, change in enumerate(batch):
             name = self.entity_of(change)

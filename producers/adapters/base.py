@@ -27,10 +27,11 @@ from tenacity import RetryCallState
 from backbone import kafka, metrics
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.retry import retrying
+from backbone.sealing import Sealer
 from backbone.settings import Settings
 from contract.catalog import SourceSystem
 from contract.codec import Registry
-from contract.deadletter import dead_letter_headers
+from contract.deadletter import dead_letter_headers, input_letter_id
 from contract.topics import DLQ_ADAPTER, named
 from producers.emitter import Change, ChangeEmitter
 
@@ -97,6 +98,7 @@ class SourceAdapter(ABC):
         self.checkpoints = CheckpointStore(settings.run_dir / "checkpoints" / f"{system.system}.json")
         self.dlq_topic = named(settings, DLQ_ADAPTER)
         self._dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
+        self.sealer = Sealer(settings.dead_letter_secret())
         self._oldest_pending: datetime | None = None
         self._labels = {"system": system.system}
         self._source_retry: RetryCallState | None = None
@@ -137,9 +139,11 @@ class SourceAdapter(ABC):
         )
 
     def reject(self, reason: str, original: bytes, key: bytes | None = None, origin: str = "") -> None:
-        """A source record that cannot become an event: to dlq.adapter with the reason and its bytes."""
-        headers = dead_letter_headers("adapter", reason, f"{self.system.system}:{origin}", -1, -1)
-        kafka.produce(self._dlq, self.dlq_topic, original, key, headers, stage="adapter")
+        """A source record that cannot become an event: to dlq.adapter with the reason and its bytes
+        (sealed), under a letter id of its own so that no two rejected inputs collapse."""
+        where = f"{self.system.system}:{origin}"
+        headers = dead_letter_headers("adapter", reason, where, -1, -1, input_letter_id(where, original))
+        kafka.produce(self._dlq, self.dlq_topic, self.sealer.seal(original), key, headers, stage="adapter")
         metrics.ADAPTER_REJECTED.labels(self.system.system, reason.split(":")[0][:60]).inc()
 
     def unacknowledged(self) -> int:

@@ -8,6 +8,7 @@ import threading
 import requests
 from confluent_kafka import Consumer
 
+from backbone.sealing import Sealer
 from contract.catalog import catalog_for
 from contract.codec import Registry
 from contract.reference import load_regions
@@ -104,7 +105,10 @@ def test_invalid_event_is_dead_lettered_and_later_events_arrive(pipeline_setting
     reasons = {m.key(): dict(m.headers())[("error.reason")].decode() for m in letters}
     assert "unknown village code" in reasons[bad.key.encode()] and "35.22.99.9999" in reasons[bad.key.encode()]
     assert reasons[b"garbage-key"].startswith("undecodable")
-    assert any(m.value() == b"this is not avro" for m in letters)  # the original bytes, untouched
+    # The original bytes, untouched but sealed: only the dead-letter key opens them.
+    sealer = Sealer(pipeline_settings.dead_letter_secret())
+    assert any(sealer.unseal(m.value()) == b"this is not avro" for m in letters)
+    assert not any(b"this is not avro" in m.value() for m in letters)
     # The store keeps them too, for operators.
     wait_for(lambda: count(port, "SELECT count() FROM dead_letters FINAL") == 2, 30, "dead letters in ClickHouse")
 

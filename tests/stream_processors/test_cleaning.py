@@ -12,6 +12,7 @@ from typing import Any
 import fastavro
 import pytest
 
+from backbone.sealing import Sealer
 from backbone.settings import PROJECT_ROOT
 from contract.catalog import load_catalog
 from contract.codec import encode
@@ -28,6 +29,7 @@ ENTITY = CATALOG.entity_for_topic("cdc.licensing.permit_application")
 REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
 SECRET = b"unit-test-key"
 DLQ = "dlq.processor"
+SEALER = Sealer("unit-test-dead-letter-key")
 
 
 def envelope(change: Change) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def setup():
     value = compose_envelope(load_envelope_template(SCHEMAS), ENTITY.payload_schema(), ENTITY.name)
     schema_id = registry.register(f"{ENTITY.cdc_topic}-value", value)
     registry.registered.clear()
-    cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, DLQ)
+    cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, DLQ, sealer=SEALER)
     office = LicensingOffice(villages(REGIONS), seed=3)
     changes = list(itertools.islice(office.changes(), 6))
 
@@ -92,7 +94,7 @@ def test_mixed_batch_one_output_per_input_and_dead_letters_intact(setup):
         if event.offset in expected_reasons:
             h = headers(out)
             assert out.topic == DLQ
-            assert out.value == (event.value or b"") and out.key == event.key
+            assert SEALER.unseal(out.value) == (event.value or b"") and out.key == event.key
             assert h["error.stage"] == "processor"
             assert h["error.reason"].startswith(expected_reasons[event.offset]), h["error.reason"]
             assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (

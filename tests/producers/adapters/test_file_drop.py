@@ -29,6 +29,7 @@ from confluent_kafka import Consumer
 
 from backbone.errors import ConfigError
 from backbone.net import free_port
+from backbone.sealing import Sealer
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, load_system
@@ -637,10 +638,12 @@ def test_bad_inputs_are_reported_and_dead_lettered(pipeline, adapter):
     assert reason["bad_encoding.csv:4"] == encoding_row["reason"]
     assert reason["empty.csv:0"] == "empty file: 0 bytes"
     bad_lines = bad_text.encode().split(b"\n")
+    # The original bytes are kept for replay, sealed with the dead-letter key.
+    sealer = Sealer(pipeline.settings.dead_letter_secret())
     for line in expected:
-        assert by_origin[f"{SYSTEM}:bad_types.csv:{line}"].value() == bad_lines[line - 1]
-    assert by_origin[f"{SYSTEM}:bad_encoding.csv:4"].value() == lines[3]
-    assert by_origin[f"{SYSTEM}:wrong_columns.csv:1"].value() == f"{header},nik".encode()
+        assert sealer.unseal(by_origin[f"{SYSTEM}:bad_types.csv:{line}"].value()) == bad_lines[line - 1]
+    assert sealer.unseal(by_origin[f"{SYSTEM}:bad_encoding.csv:4"].value()) == lines[3]
+    assert sealer.unseal(by_origin[f"{SYSTEM}:wrong_columns.csv:1"].value()) == f"{header},nik".encode()
     # The good rows of bad_types.csv (lines 2 and 6) are stored, nothing else from these files.
     wait_for(lambda: stored(pipeline, bad_digest) == 2, 60, "the 2 good rows", alive=(pipeline.sink,))
     assert pipeline.query(
