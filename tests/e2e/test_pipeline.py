@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 
 import requests
@@ -166,4 +169,16 @@ def test_query_endpoint_is_read_only_and_time_limited(make_settings, stage_proce
     )
     assert slow.status_code == 504 and "Timeout exceeded" in slow.text
     fmt = requests.get(url, params={"query": "SELECT 1 AS one FORMAT JSONEachRow"}, headers=QUERY_HEADERS, timeout=10)
+    # `backbone sql` finds the endpoint and its token by itself; a file probe is refused in one line.
+    env = {**os.environ, **settings.as_env(), "BACKBONE_QUERY_PORT": sink.env["BACKBONE_QUERY_PORT"]}
+    answer = subprocess.run(
+        [sys.executable, "-m", "cli", "sql", "--raw", "SELECT 41 + 1"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert answer.returncode == 0 and answer.stdout == "42\n", answer.stderr
+    probe = subprocess.run(
+        [sys.executable, "-m", "cli", "sql", f"SELECT file('{settings.run_dir}/pii.key')"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert probe.returncode == 2 and "HTTP 403" in probe.stderr and "Traceback" not in probe.stderr
     assert fmt.status_code == 200 and fmt.json() == {"one": 1}
