@@ -1,4 +1,9 @@
-"""The one place that configures Kafka producers and handles a full local queue.
+"""The one place that configures Kafka clients: security (SASL/SCRAM, TLS) for every client, the
+producer profiles, and the wait on a full local queue.
+
+`client_config(settings)` is what every librdkafka client (producer, consumer, admin) is built
+from: the bootstrap servers plus `security_config(settings)`. Faust (aiokafka) gets the same
+settings as `faust_credentials(settings)`.
 
 Profiles name what a producer is for; each stage asks for one instead of repeating settings:
 - `capture`: adapters' and simulators' change events: never time a message out (it waits in the
@@ -11,12 +16,18 @@ Every profile is idempotent with acks=all, so a retried send never duplicates or
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Producer
 
 from backbone import metrics
+from backbone.errors import ConfigError, ServiceUnavailable
+from backbone.settings import Settings
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 _COMMON = {"enable.idempotence": True, "acks": "all"}
 
@@ -33,12 +44,71 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def producer_config(bootstrap: str, profile: str, **overrides: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap, **_COMMON, **PROFILES[profile], **overrides}
+def _uses_sasl(settings: Settings) -> bool:
+    return settings.kafka_security_protocol.startswith("SASL_")
 
 
-def make_producer(bootstrap: str, profile: str, **overrides: Any) -> Producer:
-    return Producer(producer_config(bootstrap, profile, **overrides))
+def _uses_tls(settings: Settings) -> bool:
+    return settings.kafka_security_protocol.endswith("SSL")
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's security properties from the settings; every client config goes through here."""
+    conf: dict[str, Any] = {"security.protocol": settings.kafka_security_protocol}
+    if _uses_sasl(settings):
+        if not settings.kafka_sasl_username or not settings.kafka_sasl_password.get_secret_value():
+            raise ConfigError(
+                f"BACKBONE_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs a SASL user",
+                hint="set BACKBONE_KAFKA_SASL_USERNAME and BACKBONE_KAFKA_SASL_PASSWORD",
+            )
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username
+        conf["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if _uses_tls(settings) and settings.kafka_ssl_ca_file is not None:
+        if not settings.kafka_ssl_ca_file.is_file():
+            raise ConfigError(f"BACKBONE_KAFKA_SSL_CA_FILE={settings.kafka_ssl_ca_file}: no such file")
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+    return conf
+
+
+def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Bootstrap servers and security for any librdkafka client (Producer, Consumer, AdminClient)."""
+    if not settings.kafka_bootstrap:
+        raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
+    return {"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings), **extra}
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A verifying TLS context trusting BACKBONE_KAFKA_SSL_CA_FILE (or the system CAs)."""
+    cafile = str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file is not None else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """The same security for Faust's aiokafka clients: App(broker_credentials=...)."""
+    import faust
+
+    security_config(settings)  # the same checks, the same one-line errors
+    context = ssl_context(settings) if _uses_tls(settings) else None
+    if _uses_sasl(settings):
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+        return credentials
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def producer_config(settings: Settings, profile: str, **overrides: Any) -> dict[str, Any]:
+    return client_config(settings, **_COMMON, **PROFILES[profile], **overrides)
+
+
+def make_producer(settings: Settings, profile: str, **overrides: Any) -> Producer:
+    return Producer(producer_config(settings, profile, **overrides))
 
 
 def produce(

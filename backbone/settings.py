@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     registry_url: str = ""  # Confluent-compatible API, e.g. http://127.0.0.1:8080/apis/ccompat/v7
     clickhouse_dsn: str = ""  # chdb:///path (embedded) or http://user@host:8123/db (server)
     clickhouse_password: SecretStr = SecretStr("")
+    # Kafka client security, used by every client through backbone/kafka.py (librdkafka and Faust).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_file: Path | None = None  # PEM CA that signed the brokers' certificates; empty: system CAs
+    # Registry basic auth and the CA of its HTTPS certificate (empty: none, system CAs).
+    registry_username: str = ""
+    registry_password: SecretStr = SecretStr("")
+    registry_ca_file: Path | None = None
 
     catalog_dir: Path = PROJECT_ROOT / "catalog"
     schemas_dir: Path = PROJECT_ROOT / "schemas"
@@ -63,6 +73,8 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
     sink_group_id: str = "backbone-sink"
+    # Days a dead letter is kept in the store (TTL on dead_letters, applied to existing tables too).
+    dead_letter_retention_days: int = Field(default=28, ge=1)
 
     # Ports of the HTTP endpoints. 0 = pick a free loopback port (local mode).
     bind_host: str = "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -88,6 +89,25 @@ def sink() -> None:
     settings = _settings()
     _logging(settings)
     run_sink(settings)
+
+
+@app.command()
+def replay(
+    stage: Annotated[str, typer.Argument(help="whose dead letters: processor or sink (adapter: fix at the source)")],
+    reason: Annotated[str, typer.Option(help="only dead letters whose reason contains this text")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would be replayed, produce nothing")] = False,
+) -> None:
+    """Produce chosen dead letters again to the topic they came from, after a fix."""
+    from contract.replay import replay as run_replay
+
+    report = run_replay(_settings(), stage, lambda text: reason in text, dry_run=dry_run)
+    total = sum(report.replayed.values())
+    verb = "would replay" if dry_run else "replayed"
+    out.print(f"{verb} {total} dead letters" if total else "0 dead letters matched")
+    for topic, n in sorted(report.replayed.items()):
+        out.print(f"  {topic}: {n}")
+    for why, n in sorted(report.skipped.items()):
+        out.print(f"  skipped {n}: {why}")
 
 
 def _query_url(settings: Settings) -> str | None:
@@ -209,7 +229,7 @@ def _schema_reports(register: bool) -> None:
     from contract.subjects import check_catalog, register_catalog
 
     settings = _settings()
-    registry = Registry(settings.registry_url)
+    registry = Registry.for_settings(settings)
     catalog = catalog_for(settings)
     reports = register_catalog(registry, catalog, settings) if register else check_catalog(registry, catalog, settings)
     for report in reports:
@@ -268,6 +288,8 @@ def offices(
 
 
 def main() -> None:
+    # Everything this process and its children create (chDB store, keys, logs, run state) is private.
+    os.umask(0o077)
     try:
         load_settings()  # bad settings: one clear line before anything starts
         app(standalone_mode=False)

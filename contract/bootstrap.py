@@ -22,9 +22,9 @@ class BootstrapReport:
 
 def preflight(settings: Settings, registry: bool = True) -> None:
     """Check that Kafka (and the registry) answer before a long-running stage starts."""
-    check_broker(settings.kafka_bootstrap)
+    check_broker(settings)
     if registry:
-        Registry(settings.registry_url).subjects()
+        Registry.for_settings(settings).subjects()
 
 
 def bootstrap(settings: Settings) -> BootstrapReport:
@@ -33,9 +33,7 @@ def bootstrap(settings: Settings) -> BootstrapReport:
             "no Kafka or registry address", hint="set BACKBONE_KAFKA_BOOTSTRAP and BACKBONE_REGISTRY_URL"
         )
     catalog = catalog_for(settings)
-    created = ensure_topics(settings.kafka_bootstrap, topic_plan(catalog, settings), settings.topic_replication)
-    reports = register_catalog(Registry(settings.registry_url), catalog, settings)
-    regions = publish_regions(
-        settings.kafka_bootstrap, named(settings, REF_REGIONS), load_regions(settings.regions_csv)
-    )
+    created = ensure_topics(settings, topic_plan(catalog, settings), settings.topic_replication)
+    reports = register_catalog(Registry.for_settings(settings), catalog, settings)
+    regions = publish_regions(settings, named(settings, REF_REGIONS), load_regions(settings.regions_csv))
     return BootstrapReport(created, [r.subject for r in reports], regions)

@@ -14,6 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from backbone.errors import ServiceUnavailable, UserError
+from backbone.settings import Settings
 
 _HEADER = struct.Struct(">bI")
 DEFAULT_COMPATIBILITY = "BACKWARD_TRANSITIVE"
@@ -34,13 +35,24 @@ def subject_for(topic: str) -> str:
 class Registry:
     """Schema registry client with the caches the hot path needs (id -> parsed schema)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, username: str = "", password: str = "", ca_file: str | None = None) -> None:
         if not url:
             raise UserError("no schema registry address", hint="set BACKBONE_REGISTRY_URL or run `backbone demo`")
         self.url = url
-        self._client = SchemaRegistryClient({"url": url, "timeout": 10})
+        conf: dict[str, Any] = {"url": url, "timeout": 10}
+        if username:
+            conf["basic.auth.user.info"] = f"{username}:{password}"
+        if ca_file:
+            conf["ssl.ca.location"] = ca_file
+        self._client = SchemaRegistryClient(conf)
         self._parsed: dict[int, tuple[dict[str, Any], Any]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Registry:
+        """The registry of the settings, with its basic auth and CA (BACKBONE_REGISTRY_*)."""
+        ca = str(settings.registry_ca_file) if settings.registry_ca_file is not None else None
+        return cls(settings.registry_url, settings.registry_username, settings.registry_password.get_secret_value(), ca)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -62,6 +74,11 @@ class Registry:
             if exc.http_status_code == 409:
                 raise SchemaRejected(
                     f"schema for subject {subject!r} refused by the registry: {exc.error_message}"
+                ) from None
+            if exc.http_status_code is not None and exc.http_status_code >= 500:
+                # The registry failed, it did not judge the schema: a retry may succeed.
+                raise ServiceUnavailable(
+                    f"schema registry at {self.url} failed to register {subject!r}: {exc.error_message}"
                 ) from None
             raise SchemaRejected(f"registry error for subject {subject!r}: {exc.error_message}") from None
         try:
@@ -120,10 +137,17 @@ def schema_id_of(data: bytes | None) -> int:
 def decode(registry: Registry, data: bytes | None) -> tuple[int, dict[str, Any]]:
     schema_id = schema_id_of(data)
     _, parsed = registry.schema_by_id(schema_id)
+    body = io.BytesIO(memoryview(data)[5:])
     try:
-        record = fastavro.schemaless_reader(io.BytesIO(memoryview(data)[5:]), parsed, None)
+        record = fastavro.schemaless_reader(body, parsed, None)
     except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
         raise UndecodableMessage(
             f"Avro body does not match schema id {schema_id}: {exc.__class__.__name__}: {exc}"
         ) from None
+    trailing = len(data) - 5 - body.tell()
+    if trailing:
+        # The record ended before the message did: the bytes were not written with this schema alone.
+        raise UndecodableMessage(
+            f"Avro body does not match schema id {schema_id}: {trailing} trailing byte(s) after the record"
+        )
     return schema_id, record

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from backbone import kafka
 from backbone.errors import InputError
+from backbone.settings import Settings
 
 LEVELS = {"kabupaten", "kecamatan", "desa", "kelurahan"}
 
@@ -36,9 +37,9 @@ def villages(regions: dict[str, dict[str, str]]) -> list[str]:
     return sorted(code for code, info in regions.items() if info["level"] == "village")
 
 
-def publish_regions(bootstrap: str, topic: str, regions: dict[str, dict[str, str]]) -> int:
+def publish_regions(settings: Settings, topic: str, regions: dict[str, dict[str, str]]) -> int:
     """Write every region to the compacted topic (JSON key and value, as Faust tables read them)."""
-    producer = kafka.make_producer(bootstrap, "reference")
+    producer = kafka.make_producer(settings, "reference")
     for code, info in regions.items():
         value, key = json.dumps(info).encode(), json.dumps(code).encode()
         kafka.produce(producer, topic, value=value, key=key, stage="reference")

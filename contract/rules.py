@@ -8,7 +8,11 @@ fields carry the rules the processor applies without per-domain code:
   "required": true    a nullable field the business still needs (null is dead-lettered)
   "transitions": {"FROM": ["TO", ...]}   the allowed lifecycle moves of a status field, checked
                       on updates from `before` to `after`; "initial": [...] lists allowed
-                      states at creation (op c; a snapshot read may find any state)
+                      states at creation (op c; a snapshot read may find any state); an update
+                      without `before` (file drops, query polling) passes unchecked
+Timestamps must be plausible: the envelope's ts_source and ts_emitted between 1970 and a year after
+processing (a later ts_source would stay its key's newest state); timestamp fields of the payload
+from 1970 to a century ahead (deadlines, and business clocks that run ahead, are legitimate).
 The envelope (schemas/envelope.avsc) wraps the payload as `before`/`after` with source metadata.
 The clean schema is the flat record the processor emits and the sink stores.
 """
@@ -21,7 +25,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +38,22 @@ ENVELOPE_FILE = "envelope.avsc"
 OPS = ("c", "u", "d", "r")
 
 _TS_MILLIS = {"type": "long", "logicalType": "timestamp-millis"}
+# Plausible timestamps: not before the epoch, at most this far after the processing time (the
+# envelope's: a query-polled source stamps changes with its own business clock, which may run ahead
+# by weeks; a year still keeps out the placeholder dates, such as 9999, that would stay a key's newest
+# state for ever), or this far (the payload's: deadlines run ahead).
+FUTURE_MARGIN = timedelta(days=366)
+PAYLOAD_FUTURE_MARGIN = timedelta(days=36_525)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Timestamp logical types and how many of their units make a millisecond (micros: 1000).
+_TS_UNITS = {
+    "timestamp-millis": 1,
+    "timestamp-micros": 1000,
+    "local-timestamp-millis": 1,
+    "local-timestamp-micros": 1000,
+}
+# A value quoted in a reason is cut to this many characters (a reason travels in a Kafka header).
+MAX_SHOWN = 120
 
 # Fields every clean record starts with, ahead of the payload's own fields.
 CLEAN_META_FIELDS: list[dict[str, Any]] = [
@@ -85,6 +105,11 @@ def compose_envelope(template: Mapping[str, Any], payload: Mapping[str, Any], en
     return envelope
 
 
+def full_name(schema: Mapping[str, Any]) -> str:
+    """A named schema's full name (namespace.name)."""
+    return _full_name(schema)
+
+
 def _full_name(schema: Mapping[str, Any]) -> str:
     ns = schema.get("namespace")
     return f"{ns}.{schema['name']}" if ns and "." not in schema["name"] else schema["name"]
@@ -92,6 +117,14 @@ def _full_name(schema: Mapping[str, Any]) -> str:
 
 def _is_nullable(avro_type: Any) -> bool:
     return isinstance(avro_type, list) and "null" in avro_type
+
+
+def _timestamp_unit(avro_type: Any) -> int | None:
+    """Units per millisecond of a (nullable) timestamp type; None for any other type."""
+    t = _non_null(avro_type)
+    if isinstance(t, dict) and t.get("type") == "long":
+        return _TS_UNITS.get(t.get("logicalType", ""))
+    return None
 
 
 def _non_null(avro_type: Any) -> Any:
@@ -134,12 +167,17 @@ class PayloadRules:
     required: frozenset[str] = field(default_factory=frozenset)
     transitions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     initial: dict[str, list[str]] = field(default_factory=dict)
+    # Timestamp fields bounded to the plausible window: name -> units per millisecond.
+    timestamps: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_schema(cls, payload: Mapping[str, Any]) -> PayloadRules:
         pii, regions, minimums, required = set(), [], {}, set()
-        transitions, initial = {}, {}
+        transitions, initial, timestamps = {}, {}, {}
         for f in payload["fields"]:
+            unit = _timestamp_unit(f["type"])
+            if unit is not None:
+                timestamps[f["name"]] = unit
             if isinstance(f.get("transitions"), dict):
                 transitions[f["name"]] = f["transitions"]
             if isinstance(f.get("initial"), list):
@@ -152,7 +190,16 @@ class PayloadRules:
                 minimums[f["name"]] = f["min"]
             if not _is_nullable(f["type"]) or f.get("required") is True:
                 required.add(f["name"])
-        return cls(dict(payload), frozenset(pii), tuple(regions), minimums, frozenset(required), transitions, initial)
+        return cls(
+            dict(payload),
+            frozenset(pii),
+            tuple(regions),
+            minimums,
+            frozenset(required),
+            transitions,
+            initial,
+            timestamps,
+        )
 
     @cached_property
     def version(self) -> int:
@@ -201,6 +248,60 @@ def to_millis(value: Any) -> int:
     return int(value)
 
 
+def shown(rules: PayloadRules, secret: bytes, name: str, value: Any) -> str:
+    """A field's value as a reason quotes it: pseudonymised when the field is personal data, cut
+    when long (a reason travels in a Kafka header)."""
+    if name in rules.pii and value is not None:
+        return f"<pseudonym {pseudonymise(secret, str(value))}>"
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+
+
+def _implausible(value: Any, unit: int, high: datetime) -> bool:
+    """Whether a timestamp lies before 1970 or after `high`."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment < EPOCH or moment > high
+    if isinstance(value, int | float):
+        millis = value / unit
+        return millis < 0 or millis > high.timestamp() * 1000
+    return False
+
+
+def _window_reason(name: str, value: Any, high: datetime) -> str:
+    moment = value.isoformat() if isinstance(value, datetime) else repr(value)
+    return (
+        f"field {name!r} value {moment}: outside the plausible window "
+        f"(1970-01-01 to {high.isoformat(timespec='seconds')})"
+    )
+
+
+def check_message_key(
+    record: Mapping[str, Any],
+    message_key: bytes | None,
+    rules: PayloadRules,
+    secret: bytes,
+    key_fields: tuple[str, ...],
+) -> None:
+    """Rejected when the Kafka message key is not the record's key (the partition, the order per key
+    and the compaction of clean topics all follow the message key)."""
+    expected = record["entity_key"]
+    if message_key is not None and message_key == expected.encode():
+        return
+    pii = any(k in rules.pii for k in key_fields)
+    if pii:
+        got = (
+            "none"
+            if message_key is None
+            else f"<pseudonym {pseudonymise(secret, message_key.decode(errors='replace'))}>"
+        )
+        want = f"<pseudonym {pseudonymise(secret, expected)}>"
+    else:
+        got = "none" if message_key is None else shown(rules, secret, "", message_key.decode(errors="replace"))
+        want = shown(rules, secret, "", expected)
+    raise Rejected(f"message key {got} differs from the record's key {want}")
+
+
 def clean_event(
     event: Mapping[str, Any],
     rules: PayloadRules,
@@ -209,7 +310,12 @@ def clean_event(
     key_fields: tuple[str, ...],
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Validate one decoded change event and turn it into a clean record, or raise Rejected."""
+    """Validate one decoded change event and turn it into a clean record, or raise Rejected.
+
+    A delete is judged on its `before` state alone: the processor keeps no state per key, so a
+    delete of a key it never saw is accepted like any other (the change log keeps it; the
+    `_current` view has nothing to hide)."""
+    now = now or datetime.now(UTC)
     op = event.get("op")
     if op not in OPS:
         raise Rejected(f"field 'op' value {op!r}: not one of {', '.join(OPS)}")
@@ -227,18 +333,40 @@ def clean_event(
     for name, minimum in rules.minimums.items():
         value = state.get(name)
         if value is not None and value < (Decimal(str(minimum)) if isinstance(value, Decimal) else minimum):
-            raise Rejected(f"field {name!r} value {value}: below the minimum {minimum}")
+            value_shown = shown(rules, secret, name, value) if name in rules.pii else value
+            raise Rejected(f"field {name!r} value {value_shown}: below the minimum {minimum}")
+    high = now + FUTURE_MARGIN
+    for name in ("ts_source", "ts_emitted"):
+        if _implausible(event.get(name), 1, high):
+            raise Rejected(_window_reason(name, event.get(name), high))
+    payload_high = now + PAYLOAD_FUTURE_MARGIN
+    for name, unit in rules.timestamps.items():
+        value = state.get(name)
+        if value is not None and _implausible(value, unit, payload_high):
+            if name in rules.pii:
+                raise Rejected(
+                    f"field {name!r} value {shown(rules, secret, name, value)}: outside the plausible window"
+                )
+            raise Rejected(_window_reason(name, value, payload_high))
 
     for name, allowed in rules.initial.items():
         if op == "c" and state.get(name) not in allowed:  # a snapshot read may find any state
             raise Rejected(
-                f"field {name!r} value {state.get(name)!r}: not a valid initial state ({', '.join(allowed)})"
+                f"field {name!r} value {shown(rules, secret, name, state.get(name))}: "
+                f"not a valid initial state ({', '.join(allowed)})"
             )
     before = event.get("before")
-    if op == "u" and before is not None:
+    # File drops and query polling have no before image: their updates pass without the lifecycle
+    # check (the processor keeps no state per key to supply it).
+    if op == "u" and rules.transitions and before is not None:
         for name, moves in rules.transitions.items():
             old, new = before.get(name), state.get(name)
             if old != new and new not in moves.get(old, []):
+                if name in rules.pii:
+                    raise Rejected(
+                        f"field {name!r} transition {shown(rules, secret, name, old)} -> "
+                        f"{shown(rules, secret, name, new)} is not allowed"
+                    )
                 raise Rejected(
                     f"field {name!r} transition {old!r} -> {new!r} is not allowed "
                     f"(from {old!r}: {', '.join(moves.get(old, [])) or 'none'})"
@@ -256,7 +384,7 @@ def clean_event(
         "source_position": source["position"],
         "ts_source": event["ts_source"],
         "ts_emitted": event["ts_emitted"],
-        "ts_processed": now or datetime.now(UTC),
+        "ts_processed": now,
         "payload_version": event.get("payload_version", rules.version),
     }
     for name, value in state.items():
@@ -271,7 +399,9 @@ def clean_event(
             continue
         info = regions.get(code)
         if info is None or info.get("level") != region.level:
-            raise Rejected(f"field {region.name!r} value {code!r}: unknown {region.level} code")
+            raise Rejected(
+                f"field {region.name!r} value {shown(rules, secret, region.name, code)}: unknown {region.level} code"
+            )
         parent = regions.get(info.get("parent", "")) or {}
         values = {
             "village_name": info["name"],

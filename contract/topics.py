@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
+from backbone import kafka
 from backbone.errors import ServiceUnavailable
 from backbone.net import port_open
 from backbone.settings import Settings
@@ -49,12 +50,13 @@ def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
     return plan
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+def admin_client(settings: Settings, **extra: object) -> AdminClient:
+    return AdminClient(kafka.client_config(settings, **{"socket.timeout.ms": 10000, **extra}))
 
 
-def check_broker(bootstrap: str, timeout: float = 10.0) -> None:
+def check_broker(settings: Settings, timeout: float = 10.0) -> None:
     """Fail fast, in one line, when the broker cannot be reached (librdkafka would retry forever)."""
+    bootstrap = settings.kafka_bootstrap
     if not bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
     hosts = [h.strip().rsplit(":", 1) for h in bootstrap.split(",") if h.strip()]
@@ -64,20 +66,20 @@ def check_broker(bootstrap: str, timeout: float = 10.0) -> None:
             f"Kafka at {bootstrap} is unreachable: connection refused",
             hint="check BACKBONE_KAFKA_BOOTSTRAP and that the broker runs",
         )
-    quiet = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 10000})
+    quiet = admin_client(settings, log_level=2)
     try:
         quiet.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ServiceUnavailable(
             f"Kafka at {bootstrap} is unreachable: {exc.args[0].str() if exc.args else exc}",
-            hint="check BACKBONE_KAFKA_BOOTSTRAP and that the broker runs",
+            hint="check BACKBONE_KAFKA_BOOTSTRAP, BACKBONE_KAFKA_SECURITY_PROTOCOL and the SASL user",
         ) from None
 
 
-def ensure_topics(bootstrap: str, plan: list[TopicSpec], replication: int = 1) -> list[str]:
+def ensure_topics(settings: Settings, plan: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create missing topics and grow partitions where the plan asks for more. Returns created names."""
-    check_broker(bootstrap)
-    admin = admin_client(bootstrap)
+    check_broker(settings)
+    admin = admin_client(settings)
     existing = admin.list_topics(timeout=10).topics
     created = []
     new = [TopicSpec(s.name, s.partitions, s.config) for s in plan if s.name not in existing]
@@ -110,10 +112,10 @@ def topic_message_counts(settings: Settings, topics: list[str]) -> dict[str, int
     from confluent_kafka import Consumer, TopicPartition
 
     try:
-        metadata = admin_client(settings.kafka_bootstrap).list_topics(timeout=5)
+        metadata = admin_client(settings).list_topics(timeout=5)
     except KafkaException:
         return None
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "backbone-status"})
+    consumer = Consumer(kafka.client_config(settings, **{"group.id": "backbone-status"}))
     try:
         counts: dict[str, int | None] = {}
         for topic in topics:

@@ -117,17 +117,54 @@ def prepare(settings: Settings) -> tuple[str, Path]:
 class StackAddresses:
     kafka_bootstrap: str
     registry_url: str
+    # More BACKBONE_* settings the clients need (security of a secured stack; never a user's password).
     extra: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        return {"BACKBONE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "BACKBONE_REGISTRY_URL": self.registry_url}
+        env = {"BACKBONE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "BACKBONE_REGISTRY_URL": self.registry_url}
+        return {**env, **self.extra}
+
+
+SCRAM = "SCRAM-SHA-512"
+
+
+@dataclass
+class KafkaSecurity:
+    """A secured local stack: clients reach Kafka only through a SASL_SSL listener (SCRAM-SHA-512),
+    and the registry over HTTPS with basic auth. The files are made by the caller (tests: openssl)."""
+
+    ca_file: Path  # PEM CA that signed the certificate below
+    cert_file: Path  # PEM certificate of 127.0.0.1 (broker and registry)
+    key_file: Path  # its unencrypted PEM key (the registry's HTTPS)
+    keystore_file: Path  # the same key and certificate as PKCS#12 (the broker's keystore)
+    keystore_password: str
+    admin_password: str  # of the super user: the broker itself, `backbone init`, the registry's storage
+    admin_user: str = "admin"
+    users: dict[str, str] = field(default_factory=dict)  # more SCRAM users, created when storage is formatted
+    acls: bool = True  # StandardAuthorizer on, nothing allowed without an ACL (super users aside)
+    registry_users: dict[str, str] = field(default_factory=dict)  # basic-auth users of the registry
+
+    def jaas(self) -> str:
+        return (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{self.admin_user}" password="{self.admin_password}";'
+        )
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "BACKBONE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "BACKBONE_KAFKA_SASL_MECHANISM": SCRAM,
+            "BACKBONE_KAFKA_SSL_CA_FILE": str(self.ca_file),
+            "BACKBONE_REGISTRY_CA_FILE": str(self.ca_file),
+        }
 
 
 class LocalStack:
     """Kafka and the registry for one run folder. Data stays in the folder between runs."""
 
-    def __init__(self, settings: Settings, run_dir: Path | None = None) -> None:
+    def __init__(self, settings: Settings, run_dir: Path | None = None, security: KafkaSecurity | None = None) -> None:
         self.settings = settings
+        self.security = security
         self.run_dir = run_dir or settings.run_dir
         self.kafka: Child | None = None
         self.registry: Child | None = None
@@ -145,10 +182,8 @@ class LocalStack:
                     "node.id=1",
                     # Static quorum: the endpoint comes from this file, so ports may change between runs.
                     f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+                    *self._listeners(broker_port, controller_port),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={data}",
                     # Every topic is created explicitly with its partitions and cleanup policy.
                     "auto.create.topics.enable=false",
@@ -165,7 +200,48 @@ class LocalStack:
             )
             + "\n"
         )
+        if self.security is not None:
+            config.chmod(0o600)  # holds the keystore and admin passwords
         return config
+
+    def _listeners(self, broker_port: int, controller_port: int) -> list[str]:
+        sec = self.security
+        if sec is None:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
+        lines = [
+            f"listeners=SASL_SSL://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{broker_port}",
+            # The controller listener stays PLAINTEXT on loopback: only the broker itself talks to it.
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={SCRAM}",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={sec.jaas()}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.location={sec.keystore_file}",
+            f"ssl.keystore.password={sec.keystore_password}",
+            f"ssl.key.password={sec.keystore_password}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={sec.ca_file}",
+        ]
+        if sec.acls:
+            lines += [
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                # ANONYMOUS is the broker reaching its own controller over the loopback controller listener.
+                f"super.users=User:{sec.admin_user};User:ANONYMOUS",
+            ]
+        return lines
+
+    def _scram_users(self) -> list[str]:
+        if self.security is None:
+            return []
+        users = {self.security.admin_user: self.security.admin_password, **self.security.users}
+        return [f"--add-scram={SCRAM}=[name={name},password={pw}]" for name, pw in users.items()]
 
     def start_kafka(self, java_home: Path, classpath: str) -> str:
         broker_port, controller_port = free_port(), free_port()
@@ -177,7 +253,8 @@ class LocalStack:
             # Passed as --cluster-id=...: a random id may start with "-".
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [*common, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+                [*common, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config),
+                 *self._scram_users()],
                 capture_output=True,
                 text=True,
             )
@@ -230,22 +307,61 @@ class LocalStack:
                 "-Dquarkus.log.level=WARN",
                 "-Dapicurio.storage.kind=kafkasql",
                 f"-Dapicurio.kafkasql.bootstrap.servers={bootstrap}",
+                *self._registry_security(port),
                 "-jar",
                 str(home / "quarkus-run.jar"),
             ],
             self.run_dir / "logs" / "registry.log",
             cwd=home,
         ).start()
-        url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
+        scheme = "https" if self.security else "http"
+        url = f"{scheme}://127.0.0.1:{port}/apis/ccompat/v7"
+        sec = self.security
+        auth = next(iter(sec.registry_users.items())) if sec and sec.registry_users else None
+        verify: str | bool = str(sec.ca_file) if sec else True
 
         def ready() -> bool:
             try:
-                return requests.get(f"{url}/subjects", timeout=1).status_code == 200
+                return requests.get(f"{url}/subjects", timeout=1, auth=auth, verify=verify).status_code == 200
             except requests.RequestException:
                 return False
 
         wait_started(self.registry, ready, 180, "Apicurio Registry")
         return url
+
+    def _registry_security(self, port: int) -> list[str]:
+        """Kafka client settings of the kafkasql storage, HTTPS, and basic auth of the API."""
+        sec = self.security
+        if sec is None:
+            return []
+        common = "-Dapicurio.kafka.common."
+        args = [
+            f"{common}security.protocol=SASL_SSL",
+            f"{common}sasl.mechanism={SCRAM}",
+            f"{common}sasl.jaas.config={sec.jaas()}",
+            f"{common}ssl.truststore.type=PEM",
+            f"{common}ssl.truststore.location={sec.ca_file}",
+            # HTTPS only, on the registry's port, with the same certificate.
+            f"-Dquarkus.http.ssl-port={port}",
+            f"-Dquarkus.http.port={free_port()}",
+            "-Dquarkus.http.insecure-requests=disabled",
+            f"-Dquarkus.http.ssl.certificate.files={sec.cert_file}",
+            f"-Dquarkus.http.ssl.certificate.key-files={sec.key_file}",
+        ]
+        if sec.registry_users:
+            args += [
+                "-Dquarkus.http.auth.basic=true",
+                "-Dquarkus.security.users.embedded.enabled=true",
+                "-Dquarkus.security.users.embedded.plain-text=true",
+                "-Dquarkus.http.auth.permission.api.paths=/apis/*",
+                "-Dquarkus.http.auth.permission.api.policy=authenticated",
+            ]
+            for name, password in sec.registry_users.items():
+                args += [
+                    f"-Dquarkus.security.users.embedded.users.{name}={password}",
+                    f"-Dquarkus.security.users.embedded.roles.{name}=sr-admin",
+                ]
+        return args
 
     # -- whole stack ---------------------------------------------------------------------------
     def start(self) -> StackAddresses:
@@ -258,7 +374,7 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        self.addresses = StackAddresses(bootstrap, registry)
+        self.addresses = StackAddresses(bootstrap, registry, self.security.client_env() if self.security else {})
         return self.addresses
 
     def stop(self) -> None:

@@ -3,13 +3,14 @@ wire format, keyed by the entity key, produced with idempotence and acknowledged
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
@@ -18,6 +19,41 @@ from contract.catalog import Entity
 from contract.codec import Registry, encode, subject_for
 from contract.rules import event_id
 from contract.subjects import entity_value_schema
+
+# librdkafka's message.max.bytes (the default, which backbone.kafka's profiles keep), less room for the
+# record overhead and headers: a larger message is refused by the client before it reaches the broker.
+MAX_MESSAGE_BYTES = 1_000_000 - 4096
+
+
+class TooLarge(ValueError):
+    """An event too large for the broker (librdkafka MSG_SIZE_TOO_LARGE): refuse that one source record,
+    never the batch or file around it."""
+
+    def __init__(self, size: int, limit: int = MAX_MESSAGE_BYTES) -> None:
+        super().__init__(f"record too large: the event is {size} bytes, Kafka takes at most {limit}")
+        self.size = size
+        self.limit = limit
+
+
+def check_size(key: bytes | None, value: bytes | None) -> None:
+    """TooLarge when a message of this key and value cannot be produced."""
+    size = len(key or b"") + len(value or b"")
+    if size > MAX_MESSAGE_BYTES:
+        raise TooLarge(size)
+
+
+def canonical_bytes(change: Change) -> bytes:
+    """A change as JSON (what a dead letter keeps of an event that could not be produced)."""
+    data = {k: getattr(change, k) for k in ("op", "key", "position", "ts_source", "before", "after", "entity")}
+    return json.dumps(data, default=str, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """Whether a produce() error is librdkafka's MSG_SIZE_TOO_LARGE."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    err = exc.args[0]
+    return isinstance(err, KafkaError) and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 @dataclass
@@ -83,7 +119,7 @@ class ChangeEmitter:
         self.identity = payload_identity(entity)
         # Never gives up on a message: while Kafka is down it waits in the bounded queue, and
         # produce_raw() blocks (backpressure) when the queue is full.
-        self.producer = kafka.make_producer(settings.kafka_bootstrap, "capture")
+        self.producer = kafka.make_producer(settings, "capture")
         self.delivered = 0
         self.failed: list[str] = []
         self._labels = {"stage": "producer", "topic": entity.cdc_topic}
@@ -99,11 +135,21 @@ class ChangeEmitter:
         return envelope_for(self.entity, change, self.database, now, self.identity)
 
     def emit(self, change: Change) -> None:
+        """Encode and produce one change; TooLarge (nothing produced) when the event exceeds the broker's limit."""
         self.produce_raw(change.key.encode(), encode(self.schema_id, self.parsed, self.envelope(change)))
 
     def produce_raw(self, key: bytes | None, value: bytes) -> None:
-        """Produce bytes as they are; waits (never drops) while the local queue is full."""
-        kafka.produce(self.producer, self.entity.cdc_topic, value, key, on_delivery=self._on_delivery, stage="producer")
+        """Produce bytes as they are; waits (never drops) while the local queue is full. TooLarge when
+        the message is larger than Kafka takes (checked first, and librdkafka's own refusal too)."""
+        check_size(key, value)
+        try:
+            kafka.produce(
+                self.producer, self.entity.cdc_topic, value, key, on_delivery=self._on_delivery, stage="producer"
+            )
+        except KafkaException as exc:
+            if is_too_large(exc):
+                raise TooLarge(len(key or b"") + len(value)) from None
+            raise
         self.producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:

@@ -135,7 +135,7 @@ def run_simulators(
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
     preflight(settings)
     systems = simulated_systems(settings) if names in ([], ["all"]) else [find_system(settings, n) for n in names]
-    registry = Registry(settings.registry_url)
+    registry = Registry.for_settings(settings)
     runs = [SystemRun(settings, s, registry, seed, bad_ratio) for s in systems]
     stop = stop or threading.Event()
     if serve_metrics:

@@ -2,49 +2,90 @@
 
 Offsets are committed only after the insert of the whole batch succeeded; a crash replays the
 uncommitted tail, and ReplacingMergeTree on event_id makes the replay invisible to analysts
-reading through FINAL or the *_current views."""
+reading through FINAL or the *_current views. A message that cannot be decoded or stored (a
+decimal wider than its column, a value the client cannot convert) becomes a dead letter on the
+sink's dlq topic and the rest of its batch is stored: one message never stops the sink."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from clickhouse_connect.driver.exceptions import DataError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
 from backbone.retry import retrying
-from backbone.sealing import Sealer
+from backbone.sealing import MAGIC, Sealer
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import Catalog, catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, schema_id_of
-from contract.deadletter import RawEvent, dead_letter, header
+from contract.deadletter import Output, RawEvent, dead_letter, header
 from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from sinks import ddl
 from sinks.store import connect
 
 STAGE = "sink"
+_TRY_AGAIN = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+}
+_LOST_ASSIGNMENT = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID}
+
+
+class _RetriableCommit(Exception):
+    """A commit the broker asked to try again (coordinator loading or moving, a timeout)."""
 log = logging.getLogger(__name__)
+
+# A batch of history (a backfill of 20 years) spans up to one partition per month. ClickHouse's
+# guard (default 100 partitions per INSERT block) is lifted for the sink's own inserts rather than
+# splitting each insert by month: either way the insert makes one part per month it touches, so
+# splitting would only add round trips and cut one batch into several inserts. The guard is there
+# to catch a too fine PARTITION BY key; ours is monthly, and an insert holds at most
+# sink_batch_size rows, so at most that many parts.
+INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
+# What the client raises when it cannot turn a value into its column's type: the same on every
+# attempt, so not retried; the rows that cause it are found and dead-lettered instead.
+_VALUE_ERRORS = (DataError, ValueError, TypeError, ArithmeticError)
+# DateTime64's range: a header outside it is replaced by the time of storing.
+_TS_MIN, _TS_MAX = datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, tzinfo=UTC)
 
 
 class TableWriter:
     """Creates and evolves the tables, and turns decoded records into columns."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, dead_letter_retention_days: int = 28) -> None:
         self.client = client
         self.layouts: dict[tuple[str, int], ddl.TableLayout] = {}
         self.known_columns: dict[str, set[str]] = {}
-        self.client.command(ddl.DEAD_LETTERS_DDL)
+        self.client.command(ddl.dead_letters_ddl(dead_letter_retention_days))
         columns = self.client.query(
             "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {table:String}",
             parameters={"table": ddl.DEAD_LETTERS_TABLE},
         )
         if "letter_id" not in {row[0] for row in columns.result_rows}:
             self.client.command(ddl.DEAD_LETTERS_ADD_LETTER_ID)
+        # An existing table gets the retention too (made before it existed, or the setting changed);
+        # only when it differs, since a MODIFY TTL rewrites the table's parts.
+        engine = self.client.query(
+            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {table:String}",
+            parameters={"table": ddl.DEAD_LETTERS_TABLE},
+        ).result_rows
+        if not engine or f"TTL {ddl.dead_letters_ttl(dead_letter_retention_days)} " not in f"{engine[0][0]} ":
+            self.client.command(ddl.dead_letters_modify_ttl(dead_letter_retention_days))
+        self.client.command(ddl.DEAD_LETTERS_MASKED_DDL)
 
     def layout(self, table: str, schema_id: int, clean_schema: dict[str, Any]) -> ddl.TableLayout:
         layout = self.layouts.get((table, schema_id))
@@ -52,17 +93,18 @@ class TableWriter:
             return layout
         layout = ddl.layout_for(table, clean_schema)
         self.client.command(ddl.create_table_sql(layout))
-        existing = {row[0] for row in self.client.query(f"DESCRIBE TABLE `{table}`").result_rows}
+        existing = {row[0]: row[1] for row in self.client.query(f"DESCRIBE TABLE `{table}`").result_rows}
         missing = [(n, t) for n, t in layout.columns if n not in existing]
         if missing:  # a new optional field in the schema: a new column, old rows get its default
             self.client.command(ddl.add_columns_sql(layout, missing))
         self.client.command(ddl.current_view_sql(layout))
+        layout = dataclasses.replace(layout, stored={**dict(layout.columns), **existing})
         self.layouts[(table, schema_id)] = layout
         return layout
 
     def insert(self, table: str, names: list[str], columns: list[list[Any]]) -> None:
         started = time.perf_counter()
-        self.client.insert(table, columns, column_names=names, column_oriented=True)
+        self.client.insert(table, columns, column_names=names, column_oriented=True, settings=INSERT_SETTINGS)
         metrics.SINK_INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
         metrics.SINK_BATCH_SIZE.labels(table).observe(len(columns[0]) if columns else 0)
 
@@ -73,24 +115,26 @@ class Sink:
         preflight(settings)
         self.settings = settings
         self.catalog = catalog or catalog_for(settings)
-        self.registry = Registry(settings.registry_url)
-        self.writer = TableWriter(self.client)
+        self.registry = Registry.for_settings(settings)
+        self.writer = TableWriter(self.client, settings.dead_letter_retention_days)
         self.dlq_topics = tuple(named(settings, t) for t in (DLQ_PROCESSOR, DLQ_SINK, DLQ_ADAPTER))
         self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics)
         self.tables = {e.clean_topic: e.table for e in self.catalog.entities}
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": settings.sink_group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "fetch.min.bytes": 1,
-                "queued.max.messages.kbytes": 65536,
-            }
+            kafka.client_config(
+                settings,
+                **{
+                    "group.id": settings.sink_group_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "isolation.level": "read_committed",
+                    "fetch.min.bytes": 1,
+                    "queued.max.messages.kbytes": 65536,
+                },
+            )
         )
-        self.dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
+        self.dlq = kafka.make_producer(settings, "dead_letters")
         self.sealer = Sealer(settings.dead_letter_secret())
         self.stopping = threading.Event()
         self.stored = 0
@@ -115,54 +159,38 @@ class Sink:
         return batch
 
     def write_batch(self, batch: list[Message]) -> int:
-        """Insert a batch (one insert per table), dead-lettering what cannot be decoded."""
+        """Insert a batch (one insert per table), dead-lettering what cannot be decoded or stored:
+        one bad message never stops the sink, and its batch neighbours are stored."""
         now = datetime.now(UTC)
-        tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
-        dead: list[list[Any]] = [[] for _ in range(len(ddl.DEAD_LETTER_COLUMNS))]
-        dead_letters_out = []
+        tables: dict[str, tuple[list[str], list[list[Any]], list[Message]]] = {}
+        dead_rows: list[list[Any]] = []
+        dead_messages: list[Message] = []
+        dead_letters_out: list[Output] = []
         for msg in batch:
             topic = msg.topic()
             metrics.EVENTS_IN.labels(STAGE, topic).inc()
             if topic in self.dlq_topics:
-                headers = msg.headers()
-                origin = header(headers, "source.topic")
-                # Headers come from other processes: a malformed one must not stop the sink.
-                partition, offset = _int(header(headers, "source.partition")), _int(header(headers, "source.offset"))
-                letter_id = header(headers, "source.id") or f"{origin}:{partition}:{offset}:{topic}:{msg.offset()}"
-                row = [
-                    header(headers, "error.stage"),
-                    header(headers, "error.reason"),
-                    origin,
-                    partition,
-                    offset,
-                    letter_id,
-                    (msg.key() or b"").decode(errors="replace"),
-                    msg.value() or b"",
-                    _parse_ts(header(headers, "error.ts")) or now,
-                    topic,
-                    msg.partition(),
-                    msg.offset(),
-                    now,
-                ]
-                for column, value in zip(dead, row, strict=True):
-                    column.append(value)
+                dead_rows.append(self._dead_letter_row(msg, now))
+                dead_messages.append(msg)
                 continue
             try:
                 schema_id = schema_id_of(msg.value())
                 clean_schema, _ = self.registry.schema_by_id(schema_id)
                 _, record = decode(self.registry, msg.value())
             except UndecodableMessage as exc:
-                raw = RawEvent(topic, msg.partition(), msg.offset(), msg.key(), msg.value())
-                dead_letters_out.append(dead_letter(raw, f"undecodable: {exc}", STAGE, self.dlq_topics[1], self.sealer))
-                metrics.EVENTS_FAILED.labels(STAGE, topic, "undecodable").inc()
+                dead_letters_out.append(self._dead_letter(msg, f"undecodable: {exc}", "undecodable"))
                 continue
             table = self.tables[topic]
             layout = self.writer.layout(table, schema_id, clean_schema)
-            names, columns = tables.setdefault(table, (layout.names, [[] for _ in layout.names]))
+            names, columns, messages = tables.setdefault(table, (layout.names, [[] for _ in layout.names], []))
             if names != layout.names:  # the batch spans a schema change: flush what we have first
-                self._insert(table, names, columns, now)
-                names, columns = layout.names, [[] for _ in layout.names]
-                tables[table] = (names, columns)
+                dead_letters_out += self._insert(table, names, columns, messages, now)
+                names, columns, messages = layout.names, [[] for _ in layout.names], []
+                tables[table] = (names, columns, messages)
+            problem = layout.row_problem(record)
+            if problem:  # e.g. a decimal wider than its column: never rounded, never stops the batch
+                dead_letters_out.append(self._dead_letter(msg, f"unstorable: {problem}", "unstorable"))
+                continue
             record["_topic"], record["_partition"], record["_offset"], record["ts_stored"] = (
                 topic,
                 msg.partition(),
@@ -171,26 +199,98 @@ class Sink:
             )
             for name, column in zip(names, columns, strict=True):
                 column.append(record.get(name))
-        for table, (names, columns) in tables.items():
-            self._insert(table, names, columns, now)
-        if dead[0]:
-            self.writer.insert(ddl.DEAD_LETTERS_TABLE, ddl.DEAD_LETTER_COLUMNS, dead)
+            messages.append(msg)
+        for table, (names, columns, messages) in tables.items():
+            dead_letters_out += self._insert(table, names, columns, messages, now)
+        if dead_rows:
+            dead_columns = [list(column) for column in zip(*dead_rows, strict=True)]
+            dead_letters_out += self._insert(
+                ddl.DEAD_LETTERS_TABLE, ddl.DEAD_LETTER_COLUMNS, dead_columns, dead_messages, now
+            )
         for out in dead_letters_out:
             kafka.produce(self.dlq, out.topic, out.value, out.key, out.headers, stage=STAGE)
         if dead_letters_out and self.dlq.flush(30):
             raise ServiceUnavailable("dead letters not acknowledged by Kafka")
         return len(batch)
 
-    def _insert(self, table: str, names: list[str], columns: list[list[Any]], now: datetime) -> None:
+    def _dead_letter(self, msg: Message, reason: str, kind: str) -> Output:
+        metrics.EVENTS_FAILED.labels(STAGE, msg.topic(), kind).inc()
+        log.info("dead letter from %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        raw = RawEvent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+        return dead_letter(raw, reason, STAGE, self.dlq_topics[1], self.sealer)
+
+    def _dead_letter_row(self, msg: Message, now: datetime) -> list[Any]:
+        """A dlq.* message as a dead_letters row. Headers come from other processes: a malformed
+        one must not stop the sink, so every value is made to fit its column."""
+        headers = msg.headers()
+        origin = header(headers, "source.topic")
+        partition = _int(header(headers, "source.partition"), 31)
+        offset = _int(header(headers, "source.offset"), 63)
+        letter_id = header(headers, "source.id") or f"{origin}:{partition}:{offset}:{msg.topic()}:{msg.offset()}"
+        value = msg.value() or b""
+        if not value.startswith(MAGIC):  # the stages seal what they dead-letter; never store clear bytes
+            value = self.sealer.seal(value)
+        return [
+            header(headers, "error.stage"),
+            header(headers, "error.reason"),
+            origin,
+            partition,
+            offset,
+            letter_id,
+            (msg.key() or b"").decode(errors="replace"),
+            value,
+            _parse_ts(header(headers, "error.ts")) or now,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            now,
+        ]
+
+    def _insert(
+        self, table: str, names: list[str], columns: list[list[Any]], messages: list[Message], now: datetime
+    ) -> list[Output]:
+        """Insert rows (retried: store unavailable or rejecting); the dead letters of the rows the
+        client cannot convert, found by halving the rows until the bad ones are alone."""
         if not columns or not columns[0]:
-            return
-        # Store unavailable or rejecting: retried (6 attempts in all), then the sink stops without committing.
+            return []
+        problem = self._store(table, names, columns)
+        if problem is None:
+            self._stored(table, names, columns, now)
+            return []
+        reason = f"unstorable: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__}"
+        if len(messages) == 1:
+            msg = messages[0]
+            if msg.topic() == self.dlq_topics[1] and table == ddl.DEAD_LETTERS_TABLE:
+                # The sink's own dead letter cannot be stored either: dead-lettering it again would loop.
+                metrics.EVENTS_FAILED.labels(STAGE, msg.topic(), "dropped").inc()
+                log.error(
+                    "dropped the sink's dead letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason
+                )
+                return []
+            return [self._dead_letter(msg, reason, "unstorable")]
+        half = len(messages) // 2
+        return self._insert(table, names, [c[:half] for c in columns], messages[:half], now) + self._insert(
+            table, names, [c[half:] for c in columns], messages[half:], now
+        )
+
+    def _store(self, table: str, names: list[str], columns: list[list[Any]]) -> Exception | None:
+        """One insert, retried (6 attempts in all) while the store fails, then the sink stops without
+        committing. Returns the client's error when it cannot convert a value (not retried)."""
+        problem: Exception | None = None
         try:
             for attempt in retrying("store", stage=STAGE, what="insert"):
                 with attempt:
-                    self.writer.insert(table, names, columns)
+                    try:
+                        self.writer.insert(table, names, columns)
+                    except _VALUE_ERRORS as exc:
+                        problem = exc
         except Exception as exc:  # noqa: BLE001 - any failure of the last attempt
             raise ServiceUnavailable(f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}") from None
+        return problem
+
+    def _stored(self, table: str, names: list[str], columns: list[list[Any]], now: datetime) -> None:
+        if table == ddl.DEAD_LETTERS_TABLE:
+            return
         ts_index = names.index("ts_source")
         freshness = metrics.FRESHNESS.labels(table)
         now_s = now.timestamp()
@@ -204,7 +304,22 @@ class Sink:
         offsets: dict[tuple[str, int], int] = {}
         for msg in batch:
             offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-        self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        # A broker restart answers "coordinator loading" for a while: wait for it (the rows are stored).
+        for attempt in retrying("kafka", stage=STAGE, what="commit", on=_RetriableCommit, stop_event=self.stopping):
+            with attempt:
+                try:
+                    self.consumer.commit(offsets=positions, asynchronous=False)
+                except KafkaException as exc:
+                    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    if error is not None and (error.retriable() or error.code() in _TRY_AGAIN):
+                        raise _RetriableCommit(error.str()) from None
+                    if error is not None and error.code() in _LOST_ASSIGNMENT:
+                        # The partitions moved to another member, which re-reads from the last commit:
+                        # stored again idempotently, nothing lost.
+                        log.warning("commit refused after a rebalance (%s); the new owner re-reads", error.str())
+                        return
+                    raise
 
     def report_lag(self) -> None:
         assignment = self.consumer.assignment()
@@ -243,18 +358,23 @@ class Sink:
         self.stopping.set()
 
 
-def _int(value: str) -> int:
+def _int(value: str, bits: int) -> int:
+    """A header's number, or -1 when it is not one or does not fit a signed column of `bits` + 1 bits."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         return -1
+    return number if -(1 << bits) <= number < (1 << bits) else -1
 
 
 def _parse_ts(value: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(value) if value else None
+        ts = datetime.fromisoformat(value) if value else None
     except ValueError:
         return None
+    if ts is not None and ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts if ts is None or _TS_MIN <= ts <= _TS_MAX else None
 
 
 def open_sink(settings: Settings) -> Sink:

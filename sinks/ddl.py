@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 # Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
@@ -14,7 +17,16 @@ INGEST_COLUMNS = [
 ]
 
 DEAD_LETTERS_TABLE = "dead_letters"
-DEAD_LETTERS_DDL = f"""
+
+
+def dead_letters_ttl(retention_days: int) -> str:
+    """How long a dead letter is kept: counted from when the sink stored it (ts_failed comes from
+    another process's header and may be anything)."""
+    return f"toDateTime(ts_stored) + toIntervalDay({int(retention_days)})"
+
+
+def dead_letters_ddl(retention_days: int) -> str:
+    return f"""
 CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
     stage LowCardinality(String),
     reason String,
@@ -34,6 +46,25 @@ CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
 -- after a crash dead-letters the same record again, and FINAL shows it once. Inputs without a Kafka
 -- position (an adapter's rows, lines, requests) differ by letter_id, so none is collapsed.
 ORDER BY (stage, source_topic, source_partition, source_offset, letter_id)
+TTL {dead_letters_ttl(retention_days)}
+"""
+
+
+def dead_letters_modify_ttl(retention_days: int) -> str:
+    """For stores made before the retention existed, or when the setting changes. ClickHouse then
+    materializes the TTL (drops the expired letters) in the background."""
+    return f"ALTER TABLE {DEAD_LETTERS_TABLE} MODIFY TTL {dead_letters_ttl(retention_days)}"
+
+
+# Dead letters without their content (`key`, `value`): what the operator role reads. SQL SECURITY
+# DEFINER: it reads dead_letters with its creator's (the sink's) rights, so readers need no grant
+# on the raw table.
+DEAD_LETTERS_MASKED_VIEW = "dead_letters_masked"
+DEAD_LETTERS_MASKED_DDL = f"""
+CREATE OR REPLACE VIEW {DEAD_LETTERS_MASKED_VIEW} SQL SECURITY DEFINER AS
+SELECT stage, reason, source_topic, source_partition, source_offset, letter_id,
+       ts_failed, _topic, _partition, _offset, ts_stored
+FROM {DEAD_LETTERS_TABLE}
 """
 DEAD_LETTER_COLUMNS = [
     "stage",
@@ -128,10 +159,27 @@ class TableLayout:
     name: str
     columns: list[tuple[str, str]]  # (name, ClickHouse type), payload columns then ingest columns
     defaults: dict[str, str] = field(default_factory=dict)
+    # The types the table actually has (a column made by an earlier schema keeps its type, e.g. a
+    # narrower decimal): what values are checked against. Empty: the layout's own types.
+    stored: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return [c for c, _ in self.columns]
+
+    @cached_property
+    def checked(self) -> list[tuple[str, str]]:
+        """The columns whose values must be checked before an insert (see `value_problem`)."""
+        types = [(n, self.stored.get(n, t)) for n, t in self.columns]
+        return [(n, t) for n, t in types if "Decimal(" in t]
+
+    def row_problem(self, record: dict[str, Any]) -> str | None:
+        """Why this record cannot be stored as it is, or None."""
+        for name, ch_type in self.checked:
+            problem = value_problem(ch_type, record.get(name))
+            if problem:
+                return f"{name}: {problem}"
+        return None
 
 
 def layout_for(table: str, clean_schema: dict[str, Any]) -> TableLayout:
@@ -170,3 +218,50 @@ def add_columns_sql(layout: TableLayout, missing: list[tuple[str, str]]) -> str:
     return f"ALTER TABLE `{layout.name}` " + ", ".join(
         f"ADD COLUMN IF NOT EXISTS `{n}` {t}{_default(layout, n)}" for n, t in missing
     )
+
+
+_DECIMAL = re.compile(r"^Decimal\((\d+), (\d+)\)$")
+
+
+def value_problem(ch_type: str, value: Any) -> str | None:
+    """Why `value` cannot be stored in a column of `ch_type` exactly, or None. Only decimals are
+    checked: the client would silently truncate extra fractional digits, and refuses (or, below the
+    storage width, accepts) values with more digits than the declared precision."""
+    if value is None:
+        return None
+    if ch_type.startswith("Nullable("):
+        return value_problem(ch_type[9:-1], value)
+    if ch_type.startswith("Array("):
+        inner = ch_type[6:-1]
+        return (
+            next((p for v in value if (p := value_problem(inner, v))), None)
+            if isinstance(value, list | tuple)
+            else None
+        )
+    match = _DECIMAL.match(ch_type)
+    if match:
+        return decimal_problem(value, int(match.group(1)), int(match.group(2)))
+    return None
+
+
+def decimal_problem(value: Any, precision: int, scale: int) -> str | None:
+    """Exact check (integer arithmetic, no rounding context) that `value` is a finite number with
+    at most `scale` fractional digits and at most `precision` digits in all."""
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
+    except ArithmeticError:
+        return f"{value!r} is not a number"
+    if not number.is_finite():
+        return f"{number} is not a finite number"
+    sign, digits, exponent = number.as_tuple()
+    unscaled = int("".join(map(str, digits)) or "0")
+    shift = int(exponent) + scale  # the value times 10**scale is unscaled * 10**shift
+    if shift < 0:
+        unscaled, rest = divmod(unscaled, 10**-shift)
+        if rest:
+            return f"{number} has more than {scale} decimal places for Decimal({precision}, {scale}) (would be rounded)"
+    else:
+        unscaled *= 10**shift
+    if unscaled >= 10**precision:
+        return f"{number} does not fit Decimal({precision}, {scale})"
+    return None

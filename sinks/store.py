@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -24,11 +26,29 @@ def read_only_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _chdb_folder(dsn: str) -> Path | None:
+    """The folder of a chdb:///abs/path DSN (None for an in-memory or chdb://memory/db one)."""
+    parsed = urlparse(dsn)
+    location = unquote(parsed.path if not parsed.netloc else "")
+    return Path(location) if location and location not in ("memory", ":memory:") else None
+
+
+def _private_folder(folder: Path | None) -> None:
+    """chDB's files (every stored row) readable by this user only: the folder is created 0700, and
+    an existing one (made under a looser umask) is tightened to 0700."""
+    if folder is None:
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if stat.S_IMODE(folder.stat().st_mode) != 0o700:
+        folder.chmod(0o700)
+
+
 def connect(settings: Settings) -> Client:
     dsn = settings.effective_clickhouse_dsn
     scheme = urlparse(dsn).scheme
     if scheme == "chdb":
-        settings.chdb_path.parent.mkdir(parents=True, exist_ok=True)
+        _private_folder(_chdb_folder(dsn))
         try:
             return clickhouse_connect.get_client(dsn=dsn)
         except Exception as exc:  # chDB raises plain RuntimeErrors

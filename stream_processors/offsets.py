@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backbone import kafka
+from backbone.settings import Settings
+
 Partition = tuple[str, int]
 
 
@@ -78,11 +81,11 @@ class OffsetLedger:
             self.dirty.update(tp for tp in partitions if tp in self.expected)
 
 
-def committed_offsets_lookup(bootstrap: str, group: str) -> Callable[[Partition], int]:
+def committed_offsets_lookup(settings: Settings, group: str) -> Callable[[Partition], int]:
     """Reads a partition's committed offset for `group` (earliest offset when none), without joining it."""
     from confluent_kafka import Consumer, TopicPartition
 
-    reader: Any = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    reader: Any = Consumer(kafka.client_config(settings, **{"group.id": group, "enable.auto.commit": False}))
 
     def lookup(tp: Partition) -> int:
         (committed,) = reader.committed([TopicPartition(tp[0], tp[1])], timeout=10)

@@ -24,7 +24,7 @@ from contract.catalog import catalog_for
 from contract.codec import Registry
 from contract.deadletter import Output, RawEvent
 from contract.topics import DLQ_PROCESSOR, REF_REGIONS, named
-from stream_processors.cleaning import STAGE, Cleaner
+from stream_processors.cleaning import DEFAULT_MAX_MESSAGE_BYTES, STAGE, Cleaner
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,11 @@ def build_app(settings: Settings) -> faust.App:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
     preflight(settings)
     catalog = catalog_for(settings)
-    registry = Registry(settings.registry_url)
+    registry = Registry.for_settings(settings)
     app = faust.App(
         settings.processor_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=kafka.faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -76,13 +77,23 @@ def build_app(settings: Settings) -> faust.App:
             ),
         )
     )
-    producer = kafka.make_producer(settings.kafka_bootstrap, "processor")
+    producer = kafka.make_producer(settings, "processor")
     sealer = Sealer(settings.dead_letter_secret())
-    cleaner = Cleaner(catalog, registry, regions, settings.pii_secret(), named(settings, DLQ_PROCESSOR), sealer=sealer)
+    # Outputs are bounded by the producer's own limit: a larger one would stop the batch at produce().
+    max_bytes = int(kafka.PROFILES["processor"].get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+    cleaner = Cleaner(
+        catalog,
+        registry,
+        regions,
+        settings.pii_secret(),
+        named(settings, DLQ_PROCESSOR),
+        sealer=sealer,
+        max_message_bytes=max_bytes,
+    )
     cdc_topics = [e.cdc_topic for e in catalog.entities]
     # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
     source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw", acks=False)
-    ledger = OffsetLedger(committed_offsets_lookup(settings.kafka_bootstrap, settings.processor_app_id))
+    ledger = OffsetLedger(committed_offsets_lookup(settings, settings.processor_app_id))
     delivery_errors: list[str] = []
 
     def on_delivery(err, _msg) -> None:  # noqa: ANN001 - librdkafka callback

@@ -33,11 +33,28 @@ from contract.catalog import SourceSystem
 from contract.codec import Registry
 from contract.deadletter import dead_letter_headers, input_letter_id
 from contract.topics import DLQ_ADAPTER, named
-from producers.emitter import Change, ChangeEmitter
+from producers.adapters.pii import PiiMask
+from producers.emitter import MAX_MESSAGE_BYTES, Change, ChangeEmitter, TooLarge, canonical_bytes
 
 log = logging.getLogger(__name__)
 
 ACK_FLUSH_SECONDS = 0.5  # how long one attempt waits for Kafka's acknowledgements
+MAX_REASON_CHARS = 2000  # an error.reason header longer than this is cut (a reason is read, not replayed)
+# The sealed original of a dead letter must fit one Kafka message: larger inputs keep their head only.
+MAX_ORIGINAL_BYTES = MAX_MESSAGE_BYTES - MAX_REASON_CHARS * 4 - 4096
+
+
+def private_dir(path: Path) -> None:
+    """Create a folder the adapter owns, readable by its user only (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def bounded_reason(reason: str) -> str:
+    """A reason fit for a header: valid UTF-8 (lone surrogates replaced) and at most MAX_REASON_CHARS."""
+    text = reason.encode("utf-8", errors="replace").decode("utf-8")
+    if len(text) > MAX_REASON_CHARS:
+        text = f"{text[: MAX_REASON_CHARS - 40]}... ({len(reason)} characters)"
+    return text
 
 
 class SourceUnavailable(ServiceUnavailable):
@@ -68,9 +85,11 @@ class CheckpointStore:
             raise ConfigError(f"checkpoint {self.path} is corrupt ({exc}); move it away to start over") from None
 
     def save(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w") as fh:
             json.dump(state, fh, default=str)
             fh.flush()
             os.fsync(fh.fileno())
@@ -91,14 +110,15 @@ class SourceAdapter(ABC):
         self.system = system
         self.settings = settings
         self.config: dict[str, Any] = dict(system.adapter)
-        registry = registry or Registry(settings.registry_url)
+        registry = registry or Registry.for_settings(settings)
         database = str(self.config.get("database") or self.config.get("folder") or self.kind)
         self.emitters = {e.name: ChangeEmitter(e, settings, registry, database=database) for e in system.entities}
         self.entities = {e.name: e for e in system.entities}
         self.checkpoints = CheckpointStore(settings.run_dir / "checkpoints" / f"{system.system}.json")
         self.dlq_topic = named(settings, DLQ_ADAPTER)
-        self._dlq = kafka.make_producer(settings.kafka_bootstrap, "dead_letters")
+        self._dlq = kafka.make_producer(settings, "dead_letters")
         self.sealer = Sealer(settings.dead_letter_secret())
+        self.pii = PiiMask(settings.pii_secret(), system.entities)
         self._oldest_pending: datetime | None = None
         self._labels = {"system": system.system}
         self._source_retry: RetryCallState | None = None
@@ -125,24 +145,49 @@ class SourceAdapter(ABC):
         return value
 
     # -- emitting ------------------------------------------------------------------------------
-    def emit(self, change: Change) -> None:
+    def emit(self, change: Change, refuse_too_large: bool = True) -> bool:
+        """Emit one change; True once it is produced. A change too large for Kafka is, with
+        `refuse_too_large`, dead-lettered (reason naming entity, key and position; False), else TooLarge."""
         entity = change.entity or self.system.entities[0].name
         emitter = self.emitters.get(entity)
         if emitter is None:
             raise ConfigError(f"{self.system.catalog_file}: adapter produced unknown entity {entity!r}")
-        emitter.emit(change)
+        try:
+            emitter.emit(change)
+        except TooLarge as exc:
+            if not refuse_too_large:
+                raise
+            key = self.pii.key(entity, change.key)
+            where = f"{entity} key {key!r} at position {change.position}"
+            log.warning("%s: %s refused: %s", self.system.system, where, exc)
+            self.reject(f"{exc}: {where}", canonical_bytes(change), key.encode(), origin=f"{entity}@{change.position}")
+            return False
         metrics.ADAPTER_CAPTURED.labels(self.system.system, entity).inc()
         if self._oldest_pending is None:
             self._oldest_pending = change.ts_source
         metrics.ADAPTER_SOURCE_LAG.labels(**self._labels).set(
             max(0.0, (datetime.now(UTC) - self._oldest_pending).total_seconds())
         )
+        return True
+
+    def invalid(self, entity: str, what: str, errors: dict[str, str], raw: dict[str, Any] | None) -> str:
+        """The reason of a source row that does not fit its entity, with personal data masked."""
+        return f"{what}: {self.pii.errors(entity, errors, raw or {})}"
 
     def reject(self, reason: str, original: bytes, key: bytes | None = None, origin: str = "") -> None:
         """A source record that cannot become an event: to dlq.adapter with the reason and its bytes
-        (sealed), under a letter id of its own so that no two rejected inputs collapse."""
+        (sealed), under a letter id of its own so that no two rejected inputs collapse. The reason and
+        key must already be free of personal data (self.pii masks them); the reason is cut to a header's
+        size and an original too large for one message keeps its head (the reason says so)."""
         where = f"{self.system.system}:{origin}"
-        headers = dead_letter_headers("adapter", reason, where, -1, -1, input_letter_id(where, original))
+        letter_id = input_letter_id(where, original)
+        reason = bounded_reason(reason)
+        if len(original) > MAX_ORIGINAL_BYTES:
+            reason = f"{reason} (original cut to its first {MAX_ORIGINAL_BYTES} of {len(original)} bytes)"
+            original = original[:MAX_ORIGINAL_BYTES]
+        if key is not None and len(key) > 1024:
+            key = key[:1024]
+        headers = dead_letter_headers("adapter", reason, where, -1, -1, letter_id)
         kafka.produce(self._dlq, self.dlq_topic, self.sealer.seal(original), key, headers, stage="adapter")
         metrics.ADAPTER_REJECTED.labels(self.system.system, reason.split(":")[0][:60]).inc()
 

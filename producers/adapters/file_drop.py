@@ -39,7 +39,15 @@ default may be left out), plus the optional op and timestamp columns. Missing or
 reject the whole file, naming them. Each data row becomes one change; rows that do not fit (wrong
 number of values, bad types or values, empty key) are written to the rejects report with their line
 and field and sent to the dead-letter topic with the row's original bytes (origin "<file>:<line>").
-Empty files and files in a wrong encoding are rejected as a whole.
+Empty files and files in a wrong encoding are rejected as a whole. A row whose event is too large for
+Kafka (over about 1 MB) is rejected alone ('record too large', with the file and line); the rest of the
+file goes on. Anything in the folder that is not a regular file (a symbolic link, FIFO, device or socket)
+is refused from its metadata (lstat), never opened or read: a rejects-report line and a dead letter naming
+it and what it is, and it is moved to failed/; regular files are opened with O_NOFOLLOW and checked again.
+Personal data (fields marked "pii" in the schema) never appears in clear in a report, a dead-letter reason
+or key, or the log: values show as `pii:<keyed hash>` (producers.adapters.pii), and a line shown whole
+(malformed quoting) is not shown at all for an entity with pii fields. Reports, the checkpoint and the
+sub-folders are created private (0600/0700).
 
 Exactly-once bookkeeping: the event position is "<sha256 of the file, 16 hex>:<line, 8 digits>", so
 the same content dropped again under any name yields the same event ids; the checkpoint also keeps
@@ -54,6 +62,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
+import re
+import stat
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,13 +79,15 @@ from producers.adapters.base import SourceAdapter
 from producers.adapters.file_drop_folder import DONE, FAILED, DropFolder
 from producers.adapters.file_drop_options import FileDropOptions
 from producers.adapters.file_drop_progress import is_current, line_position, remember, restore, start_file
-from producers.adapters.file_drop_reader import DropReader, digest_file, file_format
+from producers.adapters.file_drop_reader import DropReader, digest_file, file_format, file_kind, not_regular
 from producers.adapters.file_drop_rejects import cut_report, report_path, sync_report, write_problems
 from producers.adapters.file_drop_rows import FileRejected, ParsedRow, Problem, RowParser, event_position
 from producers.adapters.options import load_options
-from producers.emitter import Change
+from producers.emitter import Change, TooLarge
 
 log = logging.getLogger(__name__)
+
+_COUNT = re.compile(r"\d+( bytes)?")  # a problem value that is a count, never a cell
 
 
 class DeadLettersPending(Exception):
@@ -148,6 +161,8 @@ class FileDropAdapter(SourceAdapter):
         self._finish_move(verify=True)
         while not stop.is_set():
             path = self.drop.next_ready(self.state.get("current"))
+            for name, kind in self.drop.refused:
+                self._refuse_entry(name, kind)
             if path is None:
                 stop.wait(self.poll_seconds)
                 continue
@@ -174,7 +189,10 @@ class FileDropAdapter(SourceAdapter):
 
     def _process(self, path: Path, stop: threading.Event) -> None:
         name = path.name
-        st = path.stat()
+        st = path.lstat()  # never follows a link; the reader opens with O_NOFOLLOW and checks again
+        if not stat.S_ISREG(st.st_mode):
+            self._refuse_entry(name, file_kind(st.st_mode))
+            return
         mtime = datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
         current = self.state.get("current")
         resuming = is_current(current, name, st)
@@ -253,22 +271,62 @@ class FileDropAdapter(SourceAdapter):
     ) -> None:
         if row.ok:
             record = row.record
-            self.emit(
-                Change(
-                    row.op,
-                    row.key,
-                    event_position(digest, row.line),
-                    row.ts_source or mtime,
-                    before=record if row.op == "d" else None,
-                    after=None if row.op == "d" else record,
-                    entity=entity,
+            try:
+                self.emit(
+                    Change(
+                        row.op,
+                        row.key,
+                        event_position(digest, row.line),
+                        row.ts_source or mtime,
+                        before=record if row.op == "d" else None,
+                        after=None if row.op == "d" else record,
+                        entity=entity,
+                    ),
+                    refuse_too_large=False,
                 )
-            )
-            current["emitted"] += 1
-            return
+            except TooLarge as exc:  # this row only: the rest of the file goes on
+                row.category = "record too large"
+                row.problems = [Problem(row.line, "", f"{len(row.original)} bytes", f"{name} line {row.line}: {exc}")]
+            else:
+                current["emitted"] += 1
+                return
+        row.problems = self._masked(entity, row)
         write_problems(report, row.problems)
-        self.reject(row.reason, row.original, key=row.key.encode() or None, origin=f"{name}:{row.line}")
+        key = self.pii.key(entity, row.key).encode() or None
+        self.reject(row.reason, row.original, key=key, origin=f"{name}:{row.line}")
         current["rejected"] += 1
+
+    def _masked(self, entity: str, row: ParsedRow) -> list[Problem]:
+        """The row's problems with no personal data in clear: values of pii fields and messages naming
+        them masked; a whole line shown as a value (malformed CSV) is not shown when the entity has pii."""
+        pii = self.pii
+        masked = []
+        for p in row.problems:
+            value, reason = p.value, p.reason
+            if p.field and pii.is_pii(entity, p.field):
+                value = pii.cell(entity, p.field, value)
+                reason = pii.message(entity, p.field, p.value, reason)
+            elif not p.field and pii.any(entity) and value and not _COUNT.fullmatch(value):
+                value = f"({len(row.original)} bytes, kept sealed in the dead letter)"
+            if row.record is not None:
+                reason = pii.record_text(entity, reason, row.record)
+            masked.append(Problem(p.line, p.field, value, reason))
+        return masked
+
+    def _refuse_entry(self, name: str, kind: str) -> None:
+        """A directory entry that is not a regular file (link, FIFO, device, socket): refused from its
+        metadata alone, never opened or read; reported, dead-lettered with its name, moved to failed/."""
+        exc = not_regular(name, kind)
+        log.warning("%s: %s", self.system.system, exc.reason)
+        report = report_path(self.folder, name, None)
+        write_problems(report, [Problem("", "", kind, exc.reason)], truncate=True)
+        self.reject(exc.reason, name.encode("utf-8", errors="surrogateescape"), origin=f"{name}:0")
+        self._checkpoint()  # the dead letter is acknowledged before the entry leaves the folder
+        target = self.drop.set_aside(name)
+        if target is not None:
+            log.info("%s: moved %s to %s", self.system.system, name, target)
+        elif os.path.lexists(self.folder / name):
+            log.warning("%s: %s could not be moved to failed/; it is ignored while it stays", self.system.system, name)
 
     def _commit_rows(self, report: Path, current: dict[str, Any]) -> None:
         size = sync_report(report)

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +31,58 @@ def file_format(name: str) -> str:
     return FORMATS[suffix]
 
 
+def file_kind(mode: int) -> str:
+    """What a directory entry is, in words (for refusing anything but a regular file)."""
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISREG, "a regular file"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular(name: str, kind: str) -> FileRejected:
+    return FileRejected(
+        f"not a regular file: {name!r} is {kind}; it was neither opened nor read (drop plain files only)",
+        value=kind,
+    )
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor of `path`, refused (FileRejected, nothing read) unless it is a regular
+    file: symbolic links are not followed (O_NOFOLLOW) and a FIFO or device is never waited on."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise not_regular(path.name, "a symbolic link") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise not_regular(path.name, file_kind(mode))
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_binary(path: Path) -> Any:
+    return os.fdopen(open_regular(path), "rb")
+
+
 def _line_around(path: Path, offset: int) -> bytes:
     """The raw bytes of the line containing `offset` (at most 4 KiB either side)."""
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         start = max(0, offset - 4096)
         fh.seek(start)
         data = fh.read(offset - start + 4096)
@@ -47,7 +99,7 @@ def digest_file(path: Path, encoding: str | None = None) -> str:
     decoder = codecs.getincrementaldecoder(encoding)("strict") if encoding else None
     offset = 0
     newlines = 0
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         while True:
             chunk = fh.read(_CHUNK)
             digest.update(chunk)
@@ -83,6 +135,7 @@ class DropReader:
         self.format = fmt or file_format(path.name)
         self.options = parser.options
         self._close: list[Any] = []
+        self.csv_error = ""
         try:
             self._rows = self._csv_rows() if self.format == "csv" else self._xlsx_rows()
             first = self._next_nonblank()
@@ -128,11 +181,12 @@ class DropReader:
         spreadsheet = self.format == "xlsx"
         while item is not None:
             line, cells, original = item
-            if cells is None:  # malformed CSV quoting
+            if cells is None:  # malformed CSV quoting, or a field beyond the csv module's size limit
+                why = f"malformed CSV quoting ({self.csv_error})" if self.csv_error else "malformed CSV quoting"
                 yield ParsedRow(
                     line,
                     original,
-                    problems=[Problem(line, "", original.decode(errors="replace")[:200], "malformed CSV quoting")],
+                    problems=[Problem(line, "", original.decode(errors="replace")[:200], why)],
                     category="malformed CSV",
                 )
             else:
@@ -142,7 +196,7 @@ class DropReader:
     def _csv_rows(self) -> Iterator[tuple[int, list[Any] | None, bytes]]:
         encoding = self.options.text_encoding
         raw_encoding = "utf-8" if encoding == "utf-8-sig" else encoding
-        fh = open(self.path, encoding=encoding, newline="")  # noqa: SIM115 - closed by close()
+        fh = open(open_regular(self.path), encoding=encoding, newline="")  # noqa: SIM115 - closed by close()
         self._close.append(fh)
         tap = _LineTap(fh)
         reader = csv.reader(tap, delimiter=self.options.delimiter, strict=True)
@@ -151,8 +205,9 @@ class DropReader:
                 cells: list[Any] | None = next(reader)
             except StopIteration:
                 return
-            except csv.Error:
+            except csv.Error as exc:
                 cells = None
+                self.csv_error = str(exc)
                 if not tap.lines:  # the error came at the end of the file (an unclosed quote)
                     tap.lines.append("")
             start = tap.count - len(tap.lines) + 1
@@ -163,8 +218,10 @@ class DropReader:
     def _xlsx_rows(self) -> Iterator[tuple[int, list[Any] | None, bytes]]:
         import openpyxl
 
+        raw = open_binary(self.path)
+        self._close.append(raw)
         try:
-            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            workbook = openpyxl.load_workbook(raw, read_only=True, data_only=True)
         except Exception as exc:  # noqa: BLE001 - any failure means the same to the office
             raise FileRejected(f"unreadable workbook: not a valid XLSX file ({type(exc).__name__}: {exc})") from None
         self._close.append(workbook)

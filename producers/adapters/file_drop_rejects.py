@@ -33,9 +33,13 @@ def cut_report(report: Path, size: int) -> None:
 
 
 def write_problems(report: Path, problems: list[Problem], truncate: bool = False) -> None:
-    report.parent.mkdir(parents=True, exist_ok=True)
+    """Append (or, with `truncate`, write anew) lines to a report; created private (0600 in a 0700 folder).
+    The problems must already be free of personal data (the adapter masks them, see producers.adapters.pii)."""
+    report.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     new = truncate or not report.exists()
-    with open(report, "w" if truncate else "a", newline="", encoding="utf-8") as fh:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if truncate else os.O_APPEND)
+    fd = os.open(report, flags, 0o600)
+    with open(fd, "w", newline="", encoding="utf-8", errors="replace") as fh:
         writer = csv.writer(fh)
         if new:
             writer.writerow(REPORT_COLUMNS)

@@ -15,6 +15,8 @@ Catalog `adapter:` fields (kind: http_push):
                        request that would exceed it is answered 503 with Retry-After at once (backpressure:
                        memory stays bounded while Kafka is slow or down, and nothing accepted is dropped)
   drain_seconds        on stop, how long in-flight requests may still finish (default 5)
+  tls_cert_file        PEM certificate (chain) to serve HTTPS with; with tls_key_file. Unset: plain HTTP,
+  tls_key_file         for loopback or behind a TLS-terminating proxy only
 
 API (one adapter serves one system; its entities are the catalog's):
   POST /v1/<entity>    Authorization: Bearer <token>; Content-Type: application/json
@@ -25,10 +27,14 @@ API (one adapter serves one system; its entities are the catalog's):
                           "changed_at": "2026-11-26T08:30:00+07:00"  source time, ISO 8601 with a zone,
                           "position": "..." optional source position (orders changes per key)}
                        200 {"accepted": n, "events": [{"index", "key", "event_id", "position"}]}
-                       400 malformed JSON (with line, column and position) or a body that is not an
-                           object or a non-empty array; 401 missing/wrong token; 404 unknown entity;
-                           413 body or batch too large; 415 not application/json (UTF-8);
+                       400 malformed JSON (with line, column and position), not UTF-8, nested more than
+                           32 levels, or a body that is not an object or a non-empty array; 401 missing/wrong
+                           token; 404 unknown entity; 413 body or batch too large, or an item whose event is
+                           too large for Kafka (index and field); 415 not application/json (UTF-8);
                        422 invalid records: {"errors": [{"index": i, "field": "record.status", "message": m}]}
+                           (numbers beyond a double such as 1e400, lone surrogates, out-of-range times and any
+                           value no check foresaw are refused per item and field, never answered with a 500;
+                           values of pii fields are shown only as `pii:<keyed hash>`, in answers and logs)
                        503 Kafka has not acknowledged in time, or too much is pending: retry the same body
   GET /health          liveness: {"status": "ok", "system", "pending"}
 
@@ -56,12 +62,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import threading
 import time
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt
+from pydantic import BeforeValidator, Field, FilePath, PositiveFloat, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from backbone import metrics
@@ -88,6 +95,12 @@ def _present(value: Any) -> Any:
     return value
 
 
+def _loggable(text: str, most: int) -> str:
+    """A sender's text fit for a log line: cut, with lone surrogates and control characters escaped."""
+    cut = text[:most].encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return cut.encode("unicode_escape").decode("ascii") if not cut.isprintable() else cut
+
+
 class HttpPushOptions(AdapterOptions):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
@@ -97,6 +110,23 @@ class HttpPushOptions(AdapterOptions):
     ack_timeout_seconds: PositiveFloat = 30.0
     drain_seconds: PositiveFloat = 5.0
     token_env: Annotated[str, BeforeValidator(_present)]
+    # Catalog values are text: lax here (strict mode takes only Path objects), still checked to exist.
+    tls_cert_file: Annotated[FilePath | None, Field(strict=False)] = None
+    tls_key_file: Annotated[FilePath | None, Field(strict=False)] = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpPushOptions:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise PydanticCustomError("tls_pair", "tls_cert_file and tls_key_file go together")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
 
 
 class HttpPushAdapter(SourceAdapter):
@@ -106,7 +136,7 @@ class HttpPushAdapter(SourceAdapter):
         super().__init__(system, settings, registry)
         self.options = load_options(HttpPushOptions, system)
         self.token = self.secret("token").encode()
-        self.validator = ChangeValidator(self.entities, load_regions(settings.regions_csv))
+        self.validator = ChangeValidator(self.entities, load_regions(settings.regions_csv), self.pii)
         self.deliveries = Deliveries(system.system, self.emitters, self.options.ack_timeout_seconds)
         self.url = ""
 
@@ -178,15 +208,15 @@ class HttpPushAdapter(SourceAdapter):
         except HttpError as exc:
             metrics.ADAPTER_REJECTED.labels(self.system.system, f"http {exc.status}").inc()
             first = exc.errors[0]
-            where = f"[{first['index']}] {first['field']}: " if first.get("field") else ""
+            where = f"[{first['index']}] {_loggable(str(first['field']), 80)}: " if first.get("field") else ""
             log.info(
                 "%s %s: %d (%d errors) %s%s",
                 request.method,
-                request.path,
+                _loggable(request.path, 200),
                 exc.status,
                 len(exc.errors),
                 where,
-                first["message"][:200],
+                _loggable(first["message"], 200),  # messages are pii-masked already (ChangeValidator)
             )
             return web.json_response({"errors": exc.errors}, status=exc.status, headers=exc.headers)
         self._acknowledged_metrics(changes)
@@ -221,10 +251,11 @@ class HttpPushAdapter(SourceAdapter):
         runner = web.AppRunner(app, shutdown_timeout=self.options.drain_seconds + 1)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.options.host, self.options.port)
+            tls = self.options.ssl_context()
+            site = web.TCPSite(runner, self.options.host, self.options.port, ssl_context=tls)
             await site.start()
             host, port = runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}"
+            self.url = f"{'https' if tls else 'http'}://{host}:{port}"
             write_state(self.settings.run_dir, **{f"push_{self.system.system}_url": self.url})
             log.info("%s: accepting pushes on %s/v1/<entity>", self.system.system, self.url)
             while not stop.is_set():

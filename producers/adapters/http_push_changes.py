@@ -6,19 +6,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from contract.catalog import Entity
-from contract.coerce import FieldErrors, coerce_record
+from contract.coerce import TIMESTAMP_WINDOW, FieldErrors, coerce_record
 from contract.rules import PayloadRules, Rejected, clean_event
+from producers.adapters.pii import PiiMask
 from producers.emitter import Change
 
 ITEM_FIELDS = ("op", "record", "before", "changed_at", "position")
 PUSH_OPS = ("c", "u", "d")
 _FIELD_IN_REASON = re.compile(r"field '([A-Za-z_][A-Za-z0-9_]*)'")
+MAX_JSON_DEPTH = 32  # a change is 3 levels deep; anything deeper is refused before it is walked
+MAX_POSITION_CHARS = 1000
+_PARENS = str.maketrans("[]{}", "()()")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+# Errors a hostile value can raise while it is checked: the item is refused, never answered with a 500.
+_VALUE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, UnicodeError, ArithmeticError)
 
 
 def canonical_json(value: Any) -> str:
@@ -61,8 +70,34 @@ def error(message: str, **extra: Any) -> dict[str, Any]:
     return {"index": None, "field": None, "message": message, **extra}
 
 
+def _number(text: str) -> float | Decimal:
+    """A JSON number with a fraction or exponent: a float, or (beyond a float's range, e.g. 1e400) the
+    exact Decimal, which the coercion then refuses naming the field, instead of an infinite float."""
+    value = float(text)
+    return value if math.isfinite(value) else Decimal(text)
+
+
+def json_depth(text: str) -> int:
+    """How deeply a well-formed JSON text nests arrays and objects, up to MAX_JSON_DEPTH + 1 (linear
+    time per level, in C: strings dropped, then the innermost bracket pairs removed level by level)."""
+    opening = text.count("[") + text.count("{")
+    if opening <= MAX_JSON_DEPTH:
+        return opening  # an upper bound, enough to pass
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_PARENS)
+    for level in range(MAX_JSON_DEPTH + 1):
+        if not brackets:
+            return level
+        brackets = brackets.replace("()", "")
+    return MAX_JSON_DEPTH + 1
+
+
+def _too_deep() -> HttpError:
+    return HttpError(400, [error(f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep")])
+
+
 def parse_json(body: bytes) -> Any:
-    """The request body as JSON; HttpError(400) naming where it is malformed."""
+    """The request body as JSON; HttpError(400) naming where it is malformed. Nesting is bounded
+    (MAX_JSON_DEPTH), so no body makes the parser or anything after it recurse without limit."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -74,7 +109,9 @@ def parse_json(body: bytes) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(text, parse_constant=constant)
+        document = json.loads(text, parse_constant=constant, parse_float=_number)
+    except RecursionError:
+        raise _too_deep() from None
     except json.JSONDecodeError as exc:
         raise HttpError(
             400,
@@ -87,17 +124,24 @@ def parse_json(body: bytes) -> Any:
                 )
             ],
         ) from None
-    except ValueError as exc:
-        raise HttpError(400, [error(f"malformed JSON: {exc}")]) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more digits than Python converts
+        raise HttpError(400, [error(f"malformed JSON: {str(exc)[:200]}")]) from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return document
 
 
 class ChangeValidator:
     """Turns the items of a request for one entity into Changes, or refuses them all (422)."""
 
-    def __init__(self, entities: dict[str, Entity], regions: dict[str, dict[str, str]]) -> None:
+    def __init__(
+        self, entities: dict[str, Entity], regions: dict[str, dict[str, str]], pii: PiiMask | None = None
+    ) -> None:
         self.schemas = {name: e.payload_schema() for name, e in entities.items()}
         self.rules = {name: PayloadRules.from_schema(s) for name, s in self.schemas.items()}
         self.regions = regions
+        # Error messages never echo personal data in clear, not even the sender's own.
+        self.pii = pii or PiiMask(b"", entities.values())
 
     def changes(self, entity: Entity, items: list[Any]) -> list[Change]:
         """Every item as a Change, or HttpError(422) with every problem of every item."""
@@ -105,7 +149,11 @@ class ChangeValidator:
         changes: list[Change] = []
         for index, item in enumerate(items):
             found: list[dict[str, Any]] = []
-            change = self._change(entity, item, index, found)
+            try:
+                change = self._change(entity, item, index, found)
+            except _VALUE_ERRORS as exc:  # a value no check foresaw: this item is refused, with its index
+                found.append({"index": index, "field": None, "message": f"cannot be read ({type(exc).__name__})"})
+                change = None
             errors.extend(found)
             if change is not None and not found:
                 changes.append(change)
@@ -125,16 +173,18 @@ class ChangeValidator:
                 problem(name, f"is not a field of a change (expected {', '.join(ITEM_FIELDS)})")
         op = item.get("op", "c")
         if op not in PUSH_OPS:
-            problem("op", f"value {op!r} is not one of {', '.join(PUSH_OPS)}")
+            problem("op", f"value {_shown(op)} is not one of {', '.join(PUSH_OPS)}")
         changed_at = self._changed_at(item.get("changed_at"), problem)
         position = item.get("position")
         if position is not None and (not isinstance(position, str) or not position.strip()):
-            problem("position", f"value {position!r} is not a non-empty string")
+            problem("position", f"value {_shown(position)} is not a non-empty string")
+        elif isinstance(position, str) and (len(position) > MAX_POSITION_CHARS or not _unicode(position)):
+            problem("position", f"is not valid Unicode text of at most {MAX_POSITION_CHARS} characters")
         schema = self.schemas[entity.name]
-        record = self._record(schema, item.get("record"), "record", problem)
+        record = self._record(entity.name, schema, item.get("record"), "record", problem)
         before = None
         if item.get("before") is not None:
-            before = self._record(schema, item["before"], "before", problem)
+            before = self._record(entity.name, schema, item["before"], "before", problem)
         if errors or record is None:
             return None
         key = "|".join(str(record[k]) for k in entity.key)
@@ -151,7 +201,7 @@ class ChangeValidator:
         try:
             clean_event(event, self.rules[entity.name], self.regions, b"check", entity.key)
         except Rejected as exc:
-            reason = str(exc)
+            reason = self.pii.record_text(entity.name, str(exc), change.before, change.after)
             match = _FIELD_IN_REASON.search(reason)
             where = "before" if op == "d" else "record"
             problem(f"{where}.{match.group(1)}" if match else where, reason)
@@ -164,20 +214,25 @@ class ChangeValidator:
             problem("changed_at", "is missing (the time of the change in the source, ISO 8601 with a zone)")
             return None
         if not isinstance(value, str):
-            problem("changed_at", f"value {value!r} is not an ISO 8601 text")
+            problem("changed_at", f"value {_shown(value)} is not an ISO 8601 text")
             return None
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            problem("changed_at", f"value {value!r} is not an ISO 8601 time (e.g. 2026-11-26T08:30:00+07:00)")
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            problem("changed_at", f"value {_shown(value)} is not an ISO 8601 time (e.g. 2026-11-26T08:30:00+07:00)")
             return None
         if parsed.tzinfo is None:
-            problem("changed_at", f"value {value!r} has no zone: add Z or an offset such as +07:00")
+            problem("changed_at", f"value {_shown(value)} has no zone: add Z or an offset such as +07:00")
             return None
-        return parsed.astimezone(UTC)
+        if not TIMESTAMP_WINDOW[0] <= parsed < TIMESTAMP_WINDOW[1]:
+            window = f"{TIMESTAMP_WINDOW[0]:%Y} to {TIMESTAMP_WINDOW[1]:%Y}"
+            problem("changed_at", f"value {_shown(value)} is outside the plausible years {window}")
+            return None
+        return parsed
 
-    @staticmethod
-    def _record(schema: dict[str, Any], raw: Any, where: str, problem: Any) -> dict[str, Any] | None:
+    def _record(self, entity: str, schema: dict[str, Any], raw: Any, where: str, problem: Any) -> dict[str, Any] | None:
         if raw is None:
             problem(where, f"is missing (the {schema['name']} fields)")
             return None
@@ -188,5 +243,20 @@ class ChangeValidator:
             return coerce_record(schema, raw, strict=True)
         except FieldErrors as exc:
             for name, message in exc.errors.items():
-                problem(f"{where}.{name}", message)
+                problem(f"{where}.{name}", self.pii.message(entity, name, raw.get(name), message))
             return None
+
+
+def _unicode(text: str) -> bool:
+    """Whether a text is valid Unicode (no lone surrogates, which JSON escapes can carry)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"

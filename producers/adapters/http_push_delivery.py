@@ -9,13 +9,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from backbone import metrics
 from backbone.kafka import produce
 from contract.catalog import Entity
 from contract.codec import encode
-from producers.emitter import Change, ChangeEmitter
+from producers.adapters.http_push_changes import HttpError
+from producers.emitter import MAX_MESSAGE_BYTES, Change, ChangeEmitter, TooLarge, check_size, is_too_large
 
 
 @dataclass
@@ -46,9 +47,26 @@ class Deliveries:
         self.drain_deadline: float | None = None  # set on stop: requests wait no longer than this
 
     def produce(self, entity: Entity, changes: list[Change]) -> Delivery:
-        """Encode every change first (nothing is produced when one fails), then produce them all."""
+        """Encode every change first (nothing is produced when one fails: HttpError 413 naming the items
+        too large for Kafka, 422 naming those that cannot be encoded), then produce them all."""
         emitter = self.emitters[entity.name]
-        encoded = [(c.key.encode(), encode(emitter.schema_id, emitter.parsed, emitter.envelope(c))) for c in changes]
+        encoded, problems, status = [], [], 422
+        for index, change in enumerate(changes):
+            try:
+                key = change.key.encode()
+                value = encode(emitter.schema_id, emitter.parsed, emitter.envelope(change))
+                check_size(key, value)
+            except TooLarge as exc:
+                status = 413
+                problems.append({"index": index, "field": "record", "message": f"{exc}; send it smaller"})
+                continue
+            except (ValueError, TypeError, OverflowError, UnicodeError) as exc:
+                why = f"cannot be encoded ({type(exc).__name__})"
+                problems.append({"index": index, "field": "record", "message": why})
+                continue
+            encoded.append((key, value))
+        if problems:
+            raise HttpError(status, problems)
         assert self.loop is not None
         delivery = Delivery(len(encoded), self.loop.create_future())
         loop = self.loop
@@ -60,9 +78,17 @@ class Deliveries:
             except RuntimeError:  # the loop is closed: shutting down, nobody waits any more
                 pass
 
-        for key, value in encoded:
+        for index, (key, value) in enumerate(encoded):
             # A full queue is not expected below max_pending; produce() waits for room if it is.
-            produce(emitter.producer, entity.cdc_topic, value, key=key, on_delivery=on_delivery, stage="producer")
+            try:
+                produce(emitter.producer, entity.cdc_topic, value, key=key, on_delivery=on_delivery, stage="producer")
+            except KafkaException as exc:  # checked above; librdkafka's own limit, should it be lower
+                if not is_too_large(exc) or index:
+                    raise
+                limit = f"Kafka takes at most {MAX_MESSAGE_BYTES} bytes"
+                raise HttpError(
+                    413, [{"index": 0, "field": "record", "message": f"record too large: {limit}"}]
+                ) from None
             self.pending += 1
         metrics.ADAPTER_CAPTURED.labels(self.system, entity.name).inc(len(changes))
         return delivery

@@ -213,7 +213,10 @@ class MariaDbBinlogAdapter(SourceAdapter):
             )
         except FieldErrors as exc:
             original = json.dumps({"op": op, "before": before, "after": after}, default=str).encode()
-            self.reject(f"invalid row: {exc}", original, key.encode(), origin=f"{self.database}.{table}@{position}")
+            name = self.tables[table].name
+            reason = self.invalid(name, "invalid row", exc.errors, image)
+            where = f"{self.database}.{table}@{position}"
+            self.reject(reason, original, self.pii.key(name, key).encode(), origin=where)
             return None
         # The key as the entity's typed values give it (e.g. decimals with their scale).
         change.key = self._key(table, change.after if change.after is not None else change.before)
@@ -316,8 +319,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
                 change = self._change(table, "u", position, ts, row["before_values"], row["after_values"])
             else:
                 change = self._change(table, "d", position, ts, row["values"], None)
-            if change is not None:
-                self.emit(change)
+            if change is not None and self.emit(change):
                 emitted += 1
         return emitted
 

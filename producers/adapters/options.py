@@ -46,6 +46,8 @@ def load_options(model: type[Model], system: SourceSystem, values: dict[str, Any
         error = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in error["loc"])
         message = error["msg"]
+        if not field:  # a check across fields
+            raise ConfigError(f"{system.catalog_file}: field 'adapter': {message}") from None
         if error["type"] == "missing":
             raise ConfigError(f"{_where(system, field)}: field 'adapter.{field}' is missing") from None
         value = error.get("input")

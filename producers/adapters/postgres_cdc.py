@@ -246,7 +246,8 @@ class PostgresCdcAdapter(SourceAdapter):
                     "after": after_raw,
                 }
             )
-            self.reject(f"invalid row in {table.qualified}: {exc}", original, key.encode(), origin=table.qualified)
+            reason = self.invalid(entity.name, f"invalid row in {table.qualified}", exc.errors, raw)
+            self.reject(reason, original, self.pii.key(entity.name, key).encode(), origin=table.qualified)
             return
         name = entity.name
         if action == "I" or snapshot:

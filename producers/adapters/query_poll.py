@@ -153,8 +153,15 @@ class QueryPollAdapter(SourceAdapter):
         self._conn: Any = None
         self._known: KnownKeys | None = None
         if any(t.reconcile_seconds for t in self.tables):
-            self._known = KnownKeys(self.checkpoints.path.with_name(f"{system.system}.keys.sqlite"))
+            self._known = KnownKeys(
+                self.checkpoints.path.with_name(f"{system.system}.keys.sqlite"), self.sealer, self._stored_key
+            )
         self._reconciled: dict[str, float] = {}
+
+    def _stored_key(self, table: str, key: str) -> str:
+        """A key as the known-keys file keeps it: the keyed hash when the entity's key has a pii field."""
+        entity = next(t.entity.name for t in self.tables if t.name == table)
+        return self.pii.keyed_hash(key) if self.pii.key_is_pii(entity) else key
 
     # -- configuration ---------------------------------------------------------------------------
     def _table(self, name: str, settings: PollTable) -> PolledTable:
@@ -264,8 +271,9 @@ class QueryPollAdapter(SourceAdapter):
         ):
             return  # stopped
         while rows := known.deleted(table.name, self.batch_size):
-            for key, position, row, deleted_ts in rows:
+            for _stored, position, row, deleted_ts in rows:
                 before = coerce_record(table.payload, json.loads(row))
+                key = common.key_of(table.entity, before)  # the clear key, from the row (the file may hash it)
                 when = datetime.fromisoformat(deleted_ts)
                 self.emit(Change("d", key, f"{position}|deleted", when, before, None, False, table.entity.name))
             self.commit(state)
@@ -292,10 +300,11 @@ class QueryPollAdapter(SourceAdapter):
             record = coerce_record(table.payload, raw)
         except FieldErrors as exc:
             key = "|".join(str(v) for v in key_values)
+            name = table.entity.name
             self.reject(
-                f"invalid row in {table.name}: {exc}",
+                self.invalid(name, f"invalid row in {table.name}", exc.errors, raw),
                 common.json_bytes({"table": table.name, "position": position, "row": row}),
-                key.encode(),
+                self.pii.key(name, key).encode(),
                 origin=table.name,
             )
             return None

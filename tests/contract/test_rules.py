@@ -147,6 +147,16 @@ def test_decode_rejects_truncated_body():
         decode(registry, data[: len(data) // 2])
 
 
+@pytest.mark.parametrize("extra", [b"\x00", b"\x02ab", b"x" * 100])
+def test_decode_rejects_trailing_bytes_after_the_body(extra):
+    registry = FakeRegistry()
+    schema_id = registry.add(value_schema())
+    data = encode(schema_id, registry.schemas[schema_id][1], first_event())
+    assert decode(registry, data)[1]["event_id"]
+    with pytest.raises(UndecodableMessage, match=f"{len(extra)} trailing byte\\(s\\) after the record"):
+        decode(registry, data + extra)
+
+
 # -- payload rules -------------------------------------------------------------------------------
 
 
@@ -338,3 +348,80 @@ def test_lifecycle_transitions_follow_the_schema(old, new, ok):
     else:
         with pytest.raises(Rejected, match=f"transition '{old}' -> '{new}' is not allowed"):
             clean_event(event, rules, regions, b"k", ("application_id",))
+
+
+# -- hostile values (issue 8) ---------------------------------------------------------------------
+
+PERSON = {
+    "type": "record",
+    "name": "Person",
+    "fields": [
+        {"name": "nik", "type": "string", "pii": True},
+        {"name": "score", "type": "int", "pii": True, "min": 0},
+        {"name": "home", "type": "string", "pii": True, "region": "kecamatan"},
+        {"name": "phase", "type": "string", "pii": True, "initial": ["NEW"], "transitions": {"NEW": ["OLD"]}},
+        {"name": "seen_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "pii": True},
+    ],
+}
+PERSON_RULES = PayloadRules.from_schema(PERSON)
+PERSON_REGIONS = {"35.22.01": {"name": "K", "level": "kecamatan", "parent": "35.22"}}
+
+
+def person_event(op: str = "c", before: dict[str, Any] | None = None, **after: Any) -> dict[str, Any]:
+    state = {"nik": "3522010101010001", "score": 5, "home": "35.22.01", "phase": "NEW", "seen_at": 1_000}
+    return {
+        "event_id": "e",
+        "op": op,
+        "key": "3522010101010001",
+        "before": before,
+        "after": {**state, **after},
+        "source": {"system": "s", "department": "d", "entity": "person", "position": "1"},
+        "ts_source": 1_000,
+        "ts_emitted": 1_000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "clear"),
+    [
+        (person_event(score=-7), "-7"),
+        (person_event(home="35.22.99"), "35.22.99"),
+        (person_event(phase="SECRETPHASE"), "SECRETPHASE"),
+        (person_event("u", {"nik": "1", "score": 1, "home": "35.22.01", "phase": "OLD", "seen_at": 1}), "OLD"),
+        (person_event(seen_at=-123456), "-123456"),
+    ],
+)
+def test_reasons_show_personal_data_only_pseudonymised(event, clear):
+    with pytest.raises(Rejected) as info:
+        clean_event(event, PERSON_RULES, PERSON_REGIONS, SECRET, ("nik",))
+    assert clear not in str(info.value) and "<pseudonym " in str(info.value), str(info.value)
+
+
+def test_message_key_of_a_personal_key_is_pseudonymised_in_the_reason():
+    from contract.rules import check_message_key
+
+    record = clean_event(person_event(), PERSON_RULES, PERSON_REGIONS, SECRET, ("nik",))
+    check_message_key(record, b"3522010101010001", PERSON_RULES, SECRET, ("nik",))  # the same key: fine
+    with pytest.raises(Rejected) as info:
+        check_message_key(record, b"3522019999999999", PERSON_RULES, SECRET, ("nik",))
+    assert "3522019999999999" not in str(info.value) and "3522010101010001" not in str(info.value)
+    assert pseudonymise(SECRET, "3522019999999999") in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("ts_source", "ok"), [(0, True), (-1, False), (253402214400000, False), (1_700_000_000_000, True)]
+)
+def test_ts_source_window_on_plain_millis(ts_source, ok):
+    event = {**first_event(), "ts_source": ts_source}
+    if ok:
+        assert clean(event)["ts_source"] == ts_source
+    else:
+        with pytest.raises(Rejected, match=f"field 'ts_source' value {ts_source}: outside the plausible window"):
+            clean(event)
+
+
+def test_update_without_before_passes_without_the_lifecycle_check():
+    event = {**first_event(), "op": "u", "before": None}
+    assert clean(event)["op"] == "u"
+    plain = PayloadRules.from_schema({**PAYLOAD, "fields": [f for f in PAYLOAD["fields"] if f["name"] != "status"]})
+    assert clean_event(event, plain, REGIONS, SECRET, ENTITY.key)["op"] == "u"

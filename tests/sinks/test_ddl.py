@@ -98,14 +98,14 @@ def record(key: str, op: str, position: int, ts: datetime, **state: Any) -> dict
         "event_id": event_id("sim-licensing", "permit_application", key, pos),
         "op": op,
         "key": key,
-        "before": body if op == "d" else None,
+        "before": body if op == "d" else ({**BASE, "application_id": key} if op == "u" else None),
         "after": None if op == "d" else body,
         "source": {"system": "sim-licensing", "department": "DPMPTSP", "entity": "permit_application", "position": pos},
         "ts_source": ts,
         "ts_emitted": ts,
         "payload_version": 1,
     }
-    return clean_event(event, RULES, REGIONS, b"k", ("application_id",), now=ts)
+    return clean_event(event, RULES, REGIONS, b"k", ("application_id",))
 
 
 def insert(writer: TableWriter, schema_id: int, schema: dict[str, Any], records: list[dict[str, Any]]) -> None:

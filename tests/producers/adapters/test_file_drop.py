@@ -758,3 +758,97 @@ def test_kill_9_mid_file_and_restart_stores_every_row_exactly_once(pipeline):
         assert any(line <= committed for line in bad_lines) and any(line > committed for line in bad_lines)
     finally:
         assert second.stop() == 0, second.log_tail(30)
+
+
+def emoji_row(changes: list[Change], fields: list[str], chars: int) -> str:
+    """A CSV line of the first change with `fields` filled with `chars` 4-byte characters each (text
+    values within the 64 KiB bound, but an event of over 1 MB: too large for Kafka)."""
+    lines = csv_text(changes[:1]).splitlines()
+    cols = lines[0].split(",")
+    return csv_row_with(cols, lines[1], **{f: "\U0001f600" * chars for f in fields})
+
+
+def test_hostile_entries_rows_and_personal_data_are_refused_and_accounted(pipeline, adapter, tmp_path):
+    from tests.producers.adapters.test_hostile_inputs import hostile_csv_lines
+
+    inbox = pipeline.inbox
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-4242\n")
+    # 1. Not regular files: a symbolic link to a secret, a FIFO. Refused from lstat, never opened.
+    (inbox / "link.csv").symlink_to(secret)
+    os.mkfifo(inbox / "pipe.csv")
+    # 2. A row too large for Kafka between two good rows: the good rows are stored.
+    good = [c for c in office_changes(30, start_seq=600_000) if c.op == "c"][:4]
+    lines = csv_text(good[:3]).splitlines()
+    big = emoji_row(good[3:], ["applicant_name", "applicant_phone", "applicant_address", "business_name"], 64_000)
+    big = csv_row_with(lines[0].split(","), big, rejection_reason="\U0001f600" * 64_000)
+    oversized = "\n".join([lines[0], lines[1], big, lines[2]]) + "\n"
+    assert len(oversized.encode()) > 1_200_000
+    drop_atomically(inbox, "oversized.csv", oversized.encode())
+    # 3. Bad rows carrying a NIK: a NIK beyond the text bound, and a row with broken quoting.
+    nik_changes = [c for c in office_changes(30, start_seq=610_000) if c.op == "c"][:4]
+    nik_lines = csv_text(nik_changes).splitlines()
+    cols = nik_lines[0].split(",")
+    long_nik = "3522" * 17_000
+    clear_nik = "3522019988776655"
+    broken = csv_row_with(cols, nik_lines[3], applicant_nik=clear_nik).replace(clear_nik, f'"{clear_nik}"x', 1)
+    nik_text = "\n".join(
+        [nik_lines[0], nik_lines[1], csv_row_with(cols, nik_lines[2], applicant_nik=long_nik), broken, nik_lines[4]]
+    )
+    drop_atomically(inbox, "nik.csv", (nik_text + "\n").encode())
+    # 4. 300 generated hostile lines in one file.
+    hostile, starts = hostile_csv_lines(300)
+    drop_atomically(inbox, "hostile.csv", hostile.encode())
+
+    failed, done, rejects = inbox / "failed", inbox / "done", inbox / "rejects"
+    for path in (
+        failed / "link.csv",
+        failed / "pipe.csv",
+        done / "oversized.csv",
+        done / "nik.csv",
+        done / "hostile.csv",
+    ):
+        wait_for(lambda p=path: os.path.lexists(p), 90, f"{path.parent.name}/{path.name}", alive=(adapter,))
+    assert (failed / "link.csv").is_symlink() and secret.read_text() == "TOP-SECRET-4242\n"
+    with pytest.raises(OSError) as no_reader:  # nobody ever opened the FIFO for reading
+        os.open(failed / "pipe.csv", os.O_WRONLY | os.O_NONBLOCK)
+    assert no_reader.value.errno == 6  # ENXIO
+
+    (link_row,) = report_rows(rejects / "link.csv.rejects.csv")
+    assert link_row["reason"].startswith("not a regular file: 'link.csv' is a symbolic link")
+    (pipe_row,) = report_rows(rejects / "pipe.csv.rejects.csv")
+    assert pipe_row["reason"].startswith("not a regular file: 'pipe.csv' is a FIFO")
+    (big_row,) = report_rows(rejects / "oversized.csv.rejects.csv")
+    assert big_row["line"] == "3" and "oversized.csv line 3: record too large" in big_row["reason"]
+    oversized_digest = hashlib.sha256(oversized.encode()).hexdigest()
+    wait_for(lambda: stored(pipeline, oversized_digest) == 2, 90, "the 2 good rows around the large one")
+    nik_rows = report_rows(rejects / "nik.csv.rejects.csv")
+    assert [(r["line"], r["field"]) for r in nik_rows] == [("3", "applicant_nik"), ("4", "")]
+    assert nik_rows[0]["value"].startswith("pii:") and "longer than 65536" in nik_rows[0]["reason"]
+    nik_digest = hashlib.sha256((nik_text + "\n").encode()).hexdigest()
+    wait_for(lambda: stored(pipeline, nik_digest) == 2, 90, "the 2 good rows of nik.csv")
+
+    # Every hostile line is accounted for: emitted, or a line of the rejects report.
+    hostile_digest = hashlib.sha256(hostile.encode()).hexdigest()
+    facts = pipeline.checkpoint()["digests"][hostile_digest]
+    reported = [int(r["line"]) for r in report_rows(rejects / "hostile.csv.rejects.csv")]
+    assert facts["rows"] + facts["rejected"] == 300
+    assert len(set(reported)) == facts["rejected"] and set(reported) <= set(starts)
+    assert facts["rejected"] > 100
+
+    letters = []
+    for name, n in (("link.csv", 1), ("pipe.csv", 1), ("oversized.csv", 1), ("nik.csv", 2)):
+        letters += dead_letters(pipeline.settings, f"{SYSTEM}:{name}:", n)
+    headers = {dict(m.headers())["source.topic"].decode(): dict(m.headers()) for m in letters}
+    assert "not a regular file" in headers[f"{SYSTEM}:link.csv:0"]["error.reason"].decode()
+    assert "FIFO" in headers[f"{SYSTEM}:pipe.csv:0"]["error.reason"].decode()
+    assert "record too large" in headers[f"{SYSTEM}:oversized.csv:3"]["error.reason"].decode()
+    assert f"{SYSTEM}:nik.csv:3" in headers and f"{SYSTEM}:nik.csv:4" in headers
+    # No secret content and no clear NIK anywhere outside the cdc topic: reports, dead letters, the log.
+    seen = [p.read_bytes() for p in rejects.iterdir()]
+    seen += [b"".join(v or b"" for _, v in m.headers()) + (m.key() or b"") for m in letters]
+    seen.append(adapter.log_path.read_bytes())
+    for text in seen:
+        assert b"TOP-SECRET" not in text
+        assert clear_nik.encode() not in text and long_nik[:40].encode() not in text
+    assert adapter.alive()

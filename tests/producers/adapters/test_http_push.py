@@ -28,7 +28,7 @@ from devstack.procs import Child
 from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.push import PushClient, change_item
-from tests.helpers import count, query, wait_for
+from tests.helpers import count, make_certificates, query, wait_for
 
 SYSTEM = "push-licensing"
 ENTITY = "permit_application"
@@ -265,6 +265,78 @@ def test_pushes_are_validated_stored_and_replays_recognised(make_settings, stage
     assert push.adapter.stop() == 0
 
 
+def test_hostile_bodies_get_4xx_naming_the_problem_and_good_items_around_them_are_stored(
+    make_settings, stage_process, tmp_path
+):
+    from tests.producers.adapters.test_hostile_inputs import hostile_items, push_body
+
+    settings = make_settings(catalog_dir=write_catalog(tmp_path / "catalog", max_body_bytes=4 * 1024 * 1024))
+    bootstrap(settings)
+    push = Pushing(settings, stage_process)
+    goods = fresh_items(settings, 6, start_seq=700_000)
+    accepted = 0
+
+    def good(item: dict[str, Any]) -> None:
+        nonlocal accepted
+        resp = push.post(item)
+        assert resp.status_code == 200, resp.text
+        accepted += 1
+
+    good(goods[0])
+    # Bodies that crashed or could crash the parser: each a 400 naming the problem.
+    for body, message in (
+        (b"[" * 100_000 + b"]" * 100_000, "nested more than"),
+        (b'{"op": "c", "record": {"applicant_name": "\xff\xfe"}}', "not UTF-8"),
+        (b"3", "body must be"),
+        (b'"text"', "body must be"),
+        (b"null", "body must be"),
+        (b"[]", "body must be"),
+        (b"[NaN]", "NaN"),
+    ):
+        errors = only_error(push.post(body), 400)
+        assert message in errors[0]["message"], errors
+    good(goods[1])
+    # Values: 422 with the field, and no personal data echoed in clear.
+    nik = "3522019988776655"
+    template = json.dumps(goods[2]).replace(goods[2]["record"]["applicant_nik"], nik)
+    for field, spoil in (
+        ("record.fee", lambda t: re.sub(r'"fee": "[^"]*"', '"fee": 1e400', t)),
+        ("record.applicant_name", lambda t: re.sub(r'"applicant_name": "[^"]*"', '"applicant_name": "A\\\\ud800"', t)),
+        ("record.applicant_nik", lambda t: t.replace(nik, nik * 5000)),
+    ):
+        errors = only_error(push.post(spoil(template).encode()), 422)
+        assert [(e["index"], e["field"]) for e in errors] == [(0, field)], errors
+        assert nik not in json.dumps(errors), errors
+    # An event too large for Kafka (a body within max_body_bytes): 413 naming the item.
+    big = json.loads(json.dumps(goods[3]))
+    for name in ("applicant_name", "applicant_address", "business_name", "rejection_reason", "applicant_phone"):
+        big["record"][name] = "\U0001f600" * 64_000
+    errors = only_error(push.post(json.dumps(big, ensure_ascii=False).encode()), 413)
+    assert errors[0]["index"] == 0 and "record too large" in errors[0]["message"], errors
+    good(goods[4])
+
+    # 300 generated hostile items, one request each: every one is a 2xx or a 4xx with its field.
+    statuses: dict[int, int] = {}
+    for item in hostile_items(300, seed=31):
+        resp = push.post(push_body(item))
+        statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+        if resp.status_code == 200:
+            accepted += resp.json()["accepted"]
+            continue
+        assert resp.status_code in (413, 422), (resp.status_code, resp.text)
+        for e in resp.json()["errors"]:
+            assert e["index"] == 0 and e["message"], e
+    assert sum(statuses.values()) == 300 and statuses.get(422, 0) > 200, statuses
+    good(goods[5])
+
+    assert push.health()["status"] == "ok"
+    assert cdc_messages(settings) == accepted  # nothing of a refused request was emitted
+    push.wait_stored(keys_sql(goods[:2] + goods[4:]), 4, "the good items around the hostile ones")
+    log = push.adapter.log_path.read_text(errors="replace")
+    assert nik not in log and "Traceback" not in log
+    assert push.adapter.stop() == 0
+
+
 def test_2xx_only_after_kafka_acknowledged(make_settings, stage_process, local_stack, tmp_path):
     """Runs last: it stops the session's broker."""
     settings = make_settings(catalog_dir=write_catalog(tmp_path / "catalog", ack_timeout_seconds=240))
@@ -308,3 +380,30 @@ def test_2xx_only_after_kafka_acknowledged(make_settings, stage_process, local_s
     push.wait_stored(keys_sql([early]), 1, "the timed-out request's record stored once")
     assert push.stored(f"SELECT uniqExact(event_id) FROM {TABLE}") == 3
     assert push.stored(f"SELECT count() FROM {TABLE} FINAL") == 3
+
+
+def test_the_push_endpoint_serves_https_when_given_a_certificate(make_settings, stage_process, tmp_path):
+    ca, cert, key = make_certificates(tmp_path / "tls")
+    catalog = write_catalog(tmp_path / "catalog", tls_cert_file=str(cert), tls_key_file=str(key))
+    settings = make_settings(catalog_dir=catalog)
+    bootstrap(settings)
+    adapter = stage_process(settings, "adapters", "run", SYSTEM, **{TOKEN_ENV: TOKEN})
+    url = str(wait_for(lambda: read_state(settings.run_dir).get(f"push_{SYSTEM}_url"), 60, "the push URL",
+                       alive=(adapter,)))
+    assert url.startswith("https://127.0.0.1:")
+    item = fresh_items(settings, 1, start_seq=500_000)[0]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    resp = requests.post(f"{url}/v1/{ENTITY}", data=json.dumps([item]), headers=headers, verify=str(ca), timeout=60)
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1, resp.text
+    with pytest.raises(requests.ConnectionError):  # plain HTTP on the TLS port gets no answer
+        requests.post(url.replace("https://", "http://") + f"/v1/{ENTITY}", data=b"[]", headers=headers, timeout=10)
+    with pytest.raises(requests.exceptions.SSLError):  # a client that does not trust the CA refuses
+        requests.get(f"{url}/health", timeout=10)
+
+
+def test_a_certificate_without_its_key_is_a_config_error(make_settings, tmp_path, monkeypatch):
+    _, cert, _ = make_certificates(tmp_path / "tls")
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    settings = make_settings(catalog_dir=write_catalog(tmp_path / "catalog", tls_cert_file=str(cert)))
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file go together"):
+        build_adapter(settings, SYSTEM)

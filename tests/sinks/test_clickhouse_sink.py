@@ -1,0 +1,223 @@
+"""The sink's batches on the embedded engine (chDB): one bad message never stops it. Backfills
+spanning many monthly partitions, decimals that do not fit their column, malformed dead-letter
+headers; the dead_letters retention and masked view; the store folder's mode."""
+
+from __future__ import annotations
+
+import copy
+import stat
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import clickhouse_connect
+import pytest
+
+from backbone.sealing import MAGIC, Sealer
+from backbone.settings import load_settings
+from contract.codec import encode
+from contract.deadletter import dead_letter_headers, header
+from sinks import ddl
+from sinks.clickhouse_sink import Sink, TableWriter
+from sinks.store import connect
+from tests.fakes import FakeRegistry
+from tests.sinks.test_ddl import CLEAN, T0, TABLE, record
+
+CLEAN_TOPIC = "clean.licensing.permit_application"
+DLQ_TOPICS = ("dlq.processor", "dlq.sink", "dlq.adapter")
+SEALER = Sealer("sink-test-key")
+
+
+class FakeMessage:
+    def __init__(self, topic: str, offset: int, value: bytes, key: bytes | None = b"k", headers=None) -> None:
+        self._topic, self._offset, self._value, self._key, self._headers = topic, offset, value, key, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
+
+    def error(self) -> None:
+        return None
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.produced: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.produced.append({"topic": topic, **kwargs})
+
+    def flush(self, _timeout: float) -> int:
+        return 0
+
+
+@pytest.fixture
+def client(tmp_path):
+    c = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}/ch")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def sink(client):
+    """The sink's batch logic on chDB, without Kafka: messages in, a fake producer for its dead letters."""
+    s = Sink.__new__(Sink)
+    s.client, s.writer, s.registry = client, TableWriter(client, 28), FakeRegistry()
+    s.dlq_topics, s.tables = DLQ_TOPICS, {CLEAN_TOPIC: TABLE}
+    s.dlq, s.sealer, s.stored = FakeProducer(), SEALER, 0
+    s.schema_id = s.registry.add(CLEAN)
+    return s
+
+
+def wider_fee(precision: int = 30) -> dict[str, Any]:
+    """A later schema whose `fee` is wider than the column the first one made (Decimal(18, 2))."""
+    schema = copy.deepcopy(CLEAN)
+    for f in schema["fields"]:
+        if f["name"] == "fee":
+            f["type"] = {**f["type"], "precision": precision}
+    return schema
+
+
+def clean_message(sink: Sink, offset: int, rec: dict[str, Any], schema: dict[str, Any] = CLEAN) -> FakeMessage:
+    schema_id = sink.registry.add(schema)
+    return FakeMessage(CLEAN_TOPIC, offset, encode(schema_id, sink.registry.schema_by_id(schema_id)[1], rec))
+
+
+def test_a_batch_spanning_240_months_is_stored(sink, client):
+    """A backfill of 20 years: 240 monthly partitions in one batch (ClickHouse's default guard is 100)."""
+    months = [datetime(2005 + m // 12, m % 12 + 1, 15, tzinfo=UTC) for m in range(240)]
+    batch = [clean_message(sink, i, record(f"H-{i}", "c", i, ts)) for i, ts in enumerate(months)]
+    assert sink.write_batch(batch) == 240
+    assert sink.dlq.produced == []
+    assert client.query(f"SELECT count(), uniqExact(toYYYYMM(ts_source)) FROM {TABLE}").result_rows == [(240, 240)]
+    partitions = client.query(f"SELECT uniqExact(partition) FROM system.parts WHERE table = '{TABLE}' AND active")
+    assert partitions.result_rows == [(240,)]
+
+
+@pytest.mark.parametrize(
+    "fee",
+    [Decimal("12345678901234567890.12"), Decimal("10000000000000000.00")],
+    ids=["wider-than-the-storage", "one-digit-over-the-precision"],
+)
+def test_an_unstorable_decimal_is_dead_lettered_and_its_neighbours_stored(sink, client, fee):
+    rows = [record(f"N-{i}", "c", i, T0 + timedelta(minutes=i)) for i in range(5)]
+    rows[2] = {**rows[2], "fee": fee}
+    # Written with a wider decimal (a producer's later schema) than the table's Decimal(18, 2).
+    batch = [clean_message(sink, i, r, wider_fee() if i == 2 else CLEAN) for i, r in enumerate(rows)]
+    sink.write_batch(batch)
+    got = client.query(f"SELECT entity_key FROM {TABLE} ORDER BY entity_key").result_rows
+    assert got == [("N-0",), ("N-1",), ("N-3",), ("N-4",)]
+    [letter] = sink.dlq.produced
+    assert letter["topic"] == "dlq.sink"
+    assert header(letter["headers"], "error.reason").startswith("unstorable: fee: ")
+    assert header(letter["headers"], "source.offset") == "2"
+    assert SEALER.unseal(letter["value"]) == batch[2].value()  # the original bytes, sealed
+
+
+def test_a_decimal_with_more_decimal_places_is_never_rounded(client):
+    """The client would store 1.234 as 1.23 in Decimal(18, 2): such a row is refused, not rounded."""
+    layout = TableWriter(client).layout(TABLE, 1, CLEAN)
+    assert "would be rounded" in layout.row_problem({"fee": Decimal("1.234")})
+    assert layout.row_problem({"fee": Decimal("1.230")}) is None
+    assert layout.row_problem({"fee": Decimal("9999999999999999.99")}) is None
+    assert "not a finite number" in layout.row_problem({"fee": Decimal("NaN")})
+
+
+def test_a_value_the_client_cannot_convert_is_found_and_dead_lettered(sink, client, monkeypatch):
+    """Beyond the checks made up front: the rows the client refuses are isolated by halving the batch."""
+    monkeypatch.setattr(ddl.TableLayout, "row_problem", lambda self, rec: None)
+    rows = [record(f"B-{i}", "c", i, T0) for i in range(8)]
+    rows[5] = {**rows[5], "fee": Decimal("12345678901234567890.12")}
+    sink.write_batch([clean_message(sink, i, r, wider_fee() if i == 5 else CLEAN) for i, r in enumerate(rows)])
+    assert client.query(f"SELECT count() FROM {TABLE}").result_rows == [(7,)]
+    [letter] = sink.dlq.produced
+    assert header(letter["headers"], "source.offset") == "5"
+    assert header(letter["headers"], "error.reason").startswith("unstorable: ")
+
+
+def test_dead_letters_with_malformed_headers_are_stored(sink, client):
+    good = dead_letter_headers("processor", "bad village", "cdc.x", 3, 42)
+    malformed = [
+        ("error.stage", b"adapter"),
+        ("error.reason", b"bad row"),
+        ("source.topic", b"file:x"),
+        ("source.partition", b"not-a-number"),
+        ("source.offset", b"99999999999999999999999"),  # beyond Int64
+        ("error.ts", b"yesterday"),
+    ]
+    out_of_range = [("source.partition", b"4294967296"), ("source.offset", b""), ("error.ts", b"9999-01-01T00:00:00")]
+    sealed = SEALER.seal(b"original")
+    batch = [
+        FakeMessage("dlq.processor", 0, sealed, headers=good),
+        FakeMessage("dlq.adapter", 1, sealed, key=None, headers=malformed),
+        FakeMessage("dlq.adapter", 2, b"clear bytes from an old stage", headers=out_of_range),
+        FakeMessage("dlq.adapter", 3, sealed, headers=None),
+    ]
+    sink.write_batch(batch)
+    assert sink.dlq.produced == []
+    got = client.query(
+        "SELECT _offset, stage, source_partition, source_offset, startsWith(value, {magic:String}) FROM dead_letters"
+        " ORDER BY _offset",
+        parameters={"magic": MAGIC.decode()},
+    ).result_rows
+    # Only sealed bytes in the store: the clear value of an old stage is sealed by the sink.
+    assert got == [
+        (0, "processor", 3, 42, True),
+        (1, "adapter", -1, -1, True),
+        (2, "", -1, -1, True),
+        (3, "", -1, -1, True),
+    ]
+
+
+def test_dead_letters_have_a_ttl_and_existing_tables_get_it(client):
+    client.command(ddl.dead_letters_ddl(28).replace("TTL toDateTime(ts_stored) + toIntervalDay(28)", ""))
+    assert "TTL" not in client.command("SHOW CREATE TABLE dead_letters")
+    TableWriter(client, 28)
+    assert "TTL toDateTime(ts_stored) + toIntervalDay(28)" in client.command("SHOW CREATE TABLE dead_letters")
+    TableWriter(client, 7)  # the setting changed
+    assert "TTL toDateTime(ts_stored) + toIntervalDay(7)" in client.command("SHOW CREATE TABLE dead_letters")
+
+
+def test_new_dead_letters_table_has_the_retention_from_the_settings(tmp_path):
+    settings = load_settings(run_dir=tmp_path / "run", dead_letter_retention_days=90)
+    client = connect(settings)
+    try:
+        TableWriter(client, settings.dead_letter_retention_days)
+        assert "TTL toDateTime(ts_stored) + toIntervalDay(90)" in client.command("SHOW CREATE TABLE dead_letters")
+    finally:
+        client.close()
+
+
+def test_masked_view_has_no_key_or_value(client):
+    TableWriter(client)
+    columns = [r[0] for r in client.query(f"DESCRIBE TABLE {ddl.DEAD_LETTERS_MASKED_VIEW}").result_rows]
+    assert "key" not in columns and "value" not in columns
+    assert {"stage", "reason", "source_topic", "letter_id", "ts_stored"} <= set(columns)
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "made-earlier-under-a-looser-umask"])
+def test_the_chdb_folder_is_private(tmp_path, existing):
+    settings = load_settings(run_dir=tmp_path / "run")
+    if existing:
+        settings.chdb_path.mkdir(parents=True)
+        settings.chdb_path.chmod(0o755)
+    client = connect(settings)
+    try:
+        TableWriter(client)
+        assert stat.S_IMODE(settings.chdb_path.stat().st_mode) == 0o700
+    finally:
+        client.close()
