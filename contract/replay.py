@@ -49,6 +49,8 @@ def replay(
     topics = set(settings_topics(settings))
     report = ReplayReport()
     producer = None if dry_run else kafka.make_producer(settings, "capture")
+    # A letter that failed again after an earlier replay is in the topic twice: send each input once.
+    sent: set[tuple[str, bytes | None, bytes]] = set()
     for message in _read_all(settings, dlq, timeout):
         headers = message.headers()
         if not matches(header(headers, "error.reason")):
@@ -62,6 +64,10 @@ def replay(
         except SealError:
             report.skip("sealed with another key")
             continue
+        if (target, message.key(), original) in sent:
+            report.skip("the same input again (refused again after an earlier replay)")
+            continue
+        sent.add((target, message.key(), original))
         if producer is not None:
             kafka.produce(producer, target, original, message.key(), stage="replay")
         report.replayed[target] = report.replayed.get(target, 0) + 1
