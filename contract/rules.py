@@ -23,6 +23,8 @@ import copy
 import hashlib
 import hmac
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,9 +83,27 @@ def event_id(system: str, entity: str, key: str, position: str) -> str:
     return digest.hexdigest()
 
 
+_SEPARATORS = re.compile(r"[\s\-.()/]+")
+
+
+def normalise_identity(value: str) -> str:
+    """The form a personal value is hashed in, so that one person gives one pseudonym however a
+    system wrote it: Unicode compatibility form, any script's digits as ASCII digits, trimmed and
+    single-spaced, case-folded; a number-like value (NIK, phone) without separators, and an
+    Indonesian phone number in its national form (+62 812... -> 0812...)."""
+    text = unicodedata.normalize("NFKC", value)
+    text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+    text = " ".join(text.split()).casefold()
+    compact = _SEPARATORS.sub("", text)
+    if compact.lstrip("+").isdigit():
+        return "0" + compact[3:] if compact.startswith("+62") else compact.lstrip("+")
+    return text
+
+
 def pseudonymise(secret: bytes, value: str) -> str:
-    """Keyed hash: stable across events (joins still work), irreversible without the key."""
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+    """Keyed hash of the normalised value: stable across events and systems (joins still work),
+    irreversible without the key."""
+    return hmac.new(secret, normalise_identity(value).encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def load_envelope_template(schemas_dir: Path) -> dict[str, Any]:

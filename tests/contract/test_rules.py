@@ -425,3 +425,20 @@ def test_update_without_before_passes_without_the_lifecycle_check():
     assert clean(event)["op"] == "u"
     plain = PayloadRules.from_schema({**PAYLOAD, "fields": [f for f in PAYLOAD["fields"] if f["name"] != "status"]})
     assert clean_event(event, plain, REGIONS, SECRET, ENTITY.key)["op"] == "u"
+
+
+@pytest.mark.parametrize(
+    ("written", "same_as"),
+    [
+        (" 3522 0112 1990 0001 ", "3522011219900001"),
+        ("３５２２０１１２１９９００００１", "3522011219900001"),  # fullwidth digits
+        ("٣٥٢٢٠١١٢١٩٩٠٠٠٠١", "3522011219900001"),  # Arabic-Indic digits
+        ("3522-0112-1990-0001", "3522011219900001"),
+        ("+62 812-3456-7890", "0812 3456 7890"),
+        ("SITI  Aminah ", "siti aminah"),
+    ],
+)
+def test_one_person_gets_one_pseudonym_however_a_system_wrote_the_value(written, same_as):
+    secret = b"unit-test-key"
+    assert pseudonymise(secret, written) == pseudonymise(secret, same_as)
+    assert pseudonymise(secret, written) != pseudonymise(secret, "3522011219900002")
