@@ -19,6 +19,7 @@ from backbone import kafka
 from backbone.errors import ConfigError
 from backbone.sealing import Sealer, SealError
 from backbone.settings import Settings
+from contract.catalog import catalog_for
 from contract.deadletter import header
 from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 
@@ -78,8 +79,6 @@ def replay(
 
 def settings_topics(settings: Settings) -> list[str]:
     """The cdc.* and clean.* topics of the catalog: the only places a dead letter may go back to."""
-    from contract.catalog import catalog_for
-
     return [t for e in catalog_for(settings).entities for t in (e.cdc_topic, e.clean_topic)]
 
 

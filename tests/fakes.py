@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -23,6 +23,7 @@ from contract.rules import PayloadRules, clean_event
 from contract.subjects import entity_value_schema
 from producers.emitter import Change, envelope_for
 from simulators.simulate import simulator_class
+from simulators.writers.push import change_item
 from sinks import ddl
 from sinks.clickhouse_sink import TableWriter
 from stream_processors.cleaning import Cleaner, Output, RawEvent
@@ -179,3 +180,16 @@ class SimulatedSystem:
         ]
         writer.insert(entity.table, layout.names, [[row.get(n) for row in rows] for n in layout.names])
         return rows
+
+
+def push_creates(changes: Iterator[Change], n: int) -> list[dict[str, Any]]:
+    """The first n creates of a simulator's changes as push items (no positions: the adapter makes them)."""
+    items = []
+    for change in changes:
+        if len(items) == n:
+            break
+        if change.op == "c":
+            item = change_item(change)
+            del item["position"]
+            items.append(item)
+    return items

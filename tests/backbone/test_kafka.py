@@ -12,6 +12,17 @@ from backbone.errors import ConfigError
 from backbone.settings import load_settings
 
 
+def sasl_ssl(tmp_path, **extra):
+    return load_settings(
+        run_dir=tmp_path,
+        kafka_bootstrap="kafka:9092",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="processor",
+        kafka_sasl_password="s3cret",
+        **extra,
+    )
+
+
 def test_plaintext_by_default(tmp_path):
     settings = load_settings(run_dir=tmp_path, kafka_bootstrap="127.0.0.1:9092")
     conf = kafka.producer_config(settings, "capture")
@@ -24,14 +35,7 @@ def test_plaintext_by_default(tmp_path):
 def test_sasl_ssl_reaches_every_client_config(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("not used by these checks\n")
-    settings = load_settings(
-        run_dir=tmp_path,
-        kafka_bootstrap="kafka:9092",
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_username="processor",
-        kafka_sasl_password="s3cret",
-        kafka_ssl_ca_file=ca,
-    )
+    settings = sasl_ssl(tmp_path, kafka_ssl_ca_file=ca)
     expected = {
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
@@ -50,13 +54,7 @@ def test_sasl_ssl_reaches_every_client_config(tmp_path):
 
 def test_faust_gets_scram_over_tls(tmp_path, monkeypatch):
     monkeypatch.setattr(kafka, "ssl_context", lambda settings: ssl.create_default_context())
-    settings = load_settings(
-        run_dir=tmp_path,
-        kafka_bootstrap="kafka:9092",
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_username="processor",
-        kafka_sasl_password="s3cret",
-    )
+    settings = sasl_ssl(tmp_path)
     creds = kafka.faust_credentials(settings)
     assert isinstance(creds, faust.SASLCredentials)
     assert creds.protocol.value == "SASL_SSL" and creds.mechanism.value == "SCRAM-SHA-512"

@@ -35,7 +35,7 @@ from producers.adapters.query_poll_keys import KnownKeys
 from producers.emitter import Change, TooLarge, check_size
 from simulators.licensing import LicensingOffice
 from simulators.writers.files import csv_value
-from simulators.writers.push import change_item
+from tests.fakes import push_creates
 
 SECRET = b"test-pii-key"
 REGIONS = load_regions(PROJECT_ROOT / "data" / "bojonegoro_regions.csv")
@@ -51,15 +51,7 @@ MASK = PiiMask(SECRET, [ENTITY])
 
 
 def good_items(n: int, seed: int = 3) -> list[dict[str, Any]]:
-    changes = LicensingOffice(villages(REGIONS), seed=seed, start_seq=500_000).changes()
-    items = []
-    while len(items) < n:
-        change = next(changes)
-        if change.op == "c":
-            item = change_item(change)
-            del item["position"]
-            items.append(item)
-    return items
+    return push_creates(LicensingOffice(villages(REGIONS), seed=seed, start_seq=500_000).changes(), n)
 
 
 # -- hostile values, generated from a seed -----------------------------------------------------------

@@ -28,6 +28,7 @@ from devstack.procs import Child
 from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.push import PushClient, change_item
+from tests.fakes import push_creates
 from tests.helpers import count, make_certificates, query, wait_for
 
 SYSTEM = "push-licensing"
@@ -109,15 +110,7 @@ def office(settings: Settings, seed: int, start_seq: int = 0) -> LicensingOffice
 
 def fresh_items(settings: Settings, n: int, start_seq: int) -> list[dict[str, Any]]:
     """n new applications (creates, distinct keys) as push change objects, without positions."""
-    changes = office(settings, seed=5, start_seq=start_seq).changes()
-    items = []
-    while len(items) < n:
-        change = next(changes)
-        if change.op == "c":
-            item = change_item(change)
-            del item["position"]
-            items.append(item)
-    return items
+    return push_creates(office(settings, seed=5, start_seq=start_seq).changes(), n)
 
 
 def keys_sql(items: list[dict[str, Any]]) -> str:
