@@ -47,6 +47,13 @@ class Entity:
     key: tuple[str, ...]
     catalog_file: Path
     topic_prefix: str = ""
+    # Whose pseudonymisation key the entity's personal fields are hashed with (see
+    # contract.rules.scope_secret): its domain unless the catalog says `pseudonym_scope:`.
+    pseudonym_scope: str = ""
+
+    @property
+    def scope(self) -> str:
+        return self.pseudonym_scope or self.domain
 
     @property
     def cdc_topic(self) -> str:
@@ -79,8 +86,14 @@ class SourceSystem:
     freshness_seconds: int
     entities: tuple[Entity, ...]
     catalog_file: Path
+    pseudonym_scope: str = ""
     # Dotted path under `adapter.` (without the prefix) -> line in catalog_file, for adapter setting errors.
     adapter_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def scope(self) -> str:
+        """The pseudonym scope of the system's entities (see Entity.pseudonym_scope)."""
+        return self.pseudonym_scope or self.domain
 
 
 @dataclass
@@ -214,6 +227,9 @@ class _SystemFile(BaseModel):
     adapter: Annotated[_AdapterMapping, WrapValidator(_adapter_or_default)] = _AdapterMapping(**_DEFAULT_ADAPTER)
     entities: Annotated[list[_EntityEntry], Required]
     freshness_seconds: Annotated[int, Field(gt=0), _expecting("a positive whole number")] = 60
+    # Systems that name the same scope share a pseudonymisation key, so their pseudonyms can be
+    # joined; by default each domain has its own and records cannot be linked across domains.
+    pseudonym_scope: Name | None = None
     title: Any = None
 
 
@@ -291,6 +307,7 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
             tuple(e.key),
             path,
             topic_prefix,
+            model.pseudonym_scope or model.domain,
         )
         for e in model.entities
     )
@@ -303,6 +320,7 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         freshness_seconds=model.freshness_seconds,
         entities=entities,
         catalog_file=path,
+        pseudonym_scope=model.pseudonym_scope or model.domain,
         adapter_lines={
             ".".join(str(part) for part in loc[1:]): line
             for loc, line in lines.items()

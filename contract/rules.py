@@ -100,9 +100,15 @@ def normalise_identity(value: str) -> str:
     return text
 
 
+def scope_secret(master: bytes, scope: str) -> bytes:
+    """The pseudonymisation key of one scope (a domain, or a scope the catalog names), derived from
+    the one master key: pseudonyms join within a scope and cannot be linked across scopes."""
+    return hmac.new(master, b"pseudonym-scope\x00" + scope.encode(), hashlib.sha256).digest()
+
+
 def pseudonymise(secret: bytes, value: str) -> str:
-    """Keyed hash of the normalised value: stable across events and systems (joins still work),
-    irreversible without the key."""
+    """Keyed hash of the normalised value: stable across events and the systems of one scope (joins
+    still work there), irreversible without the key."""
     return hmac.new(secret, normalise_identity(value).encode(), hashlib.sha256).hexdigest()[:32]
 
 

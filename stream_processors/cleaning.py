@@ -36,7 +36,7 @@ from contract.codec import (
     subject_for,
 )
 from contract.deadletter import Output, RawEvent, dead_letter
-from contract.rules import PayloadRules, Rejected, check_message_key, clean_event, full_name
+from contract.rules import PayloadRules, Rejected, check_message_key, clean_event, full_name, scope_secret
 from contract.subjects import payload_of
 from contract.topics import DLQ_PROCESSOR
 
@@ -67,6 +67,7 @@ class Plan:
     rules: PayloadRules
     clean_id: int
     clean_parsed: Any
+    secret: bytes  # the pseudonymisation key of the entity's scope
 
 
 def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> int:
@@ -83,7 +84,7 @@ class Cleaner:
         catalog: Catalog,
         registry: Registry,
         regions: Mapping[str, Mapping[str, Any]],
-        secret: bytes,
+        secret: bytes,  # the master key; each scope's is derived from it
         dlq_topic: str = DLQ_PROCESSOR,
         *,
         sealer: Sealer,
@@ -166,7 +167,7 @@ class Cleaner:
                 f"clean schema of schema id {schema_id} for subject {clean_subject!r} is not valid Avro: "
                 f"{exc.__class__.__name__}: {exc}"
             ) from None
-        return Plan(entity, rules, clean_id, clean_parsed)
+        return Plan(entity, rules, clean_id, clean_parsed, scope_secret(self.secret, entity.scope))
 
     def letter(self, event: RawEvent, reason: str) -> Output:
         """The dead letter of `event`; when the sealed original would not fit in one message, only
@@ -200,8 +201,8 @@ class Cleaner:
                 schema_id = schema_id_of(event.value)
                 plan = self.plan_for(event.topic, schema_id)
                 _, record = decode(self.registry, event.value)
-                clean = clean_event(record, plan.rules, self.regions, self.secret, plan.entity.key, now)
-                check_message_key(clean, event.key, plan.rules, self.secret, plan.entity.key)
+                clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now)
+                check_message_key(clean, event.key, plan.rules, plan.secret, plan.entity.key)
                 value = encode(plan.clean_id, plan.clean_parsed, clean)
                 size = message_size(event.key, value)
                 if size > limit:

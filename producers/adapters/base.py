@@ -32,6 +32,7 @@ from backbone.settings import Settings
 from contract.catalog import SourceSystem
 from contract.codec import Registry
 from contract.deadletter import dead_letter_headers, input_letter_id
+from contract.rules import scope_secret
 from contract.topics import DLQ_ADAPTER, named
 from producers.adapters.pii import PiiMask
 from producers.emitter import MAX_MESSAGE_BYTES, Change, ChangeEmitter, TooLarge, canonical_bytes
@@ -118,7 +119,7 @@ class SourceAdapter(ABC):
         self.dlq_topic = named(settings, DLQ_ADAPTER)
         self._dlq = kafka.make_producer(settings, "dead_letters")
         self.sealer = Sealer(settings.dead_letter_secret())
-        self.pii = PiiMask(settings.pii_secret(), system.entities)
+        self.pii = PiiMask(scope_secret(settings.pii_secret(), system.scope), system.entities)
         self._oldest_pending: datetime | None = None
         self._labels = {"system": system.system}
         self._source_retry: RetryCallState | None = None

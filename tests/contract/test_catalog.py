@@ -162,3 +162,14 @@ def test_entity_without_key_is_named_missing(tmp_path):
     with pytest.raises(InputError) as caught:
         load_catalog(path.parent, SCHEMAS)
     assert str(caught.value) == f"{path}:5: field 'entities[0].key' is missing"
+
+
+def test_pseudonym_scope_is_the_domain_unless_the_catalog_names_one(tmp_path):
+    (entity,) = load_catalog(PROJECT_ROOT / "catalog", SCHEMAS).system("sim-licensing").entities
+    assert entity.scope == "licensing"
+    write(tmp_path, GOOD + "pseudonym_scope: population\n")
+    system = load_catalog(tmp_path, SCHEMAS).system("sim-licensing")
+    assert system.scope == "population" and system.entities[0].scope == "population"
+    write(tmp_path, GOOD + "pseudonym_scope: Not A Name\n")
+    with pytest.raises(InputError, match=r"office.yaml:8: field 'pseudonym_scope' has value 'Not A Name'"):
+        load_catalog(tmp_path, SCHEMAS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -14,10 +15,10 @@ import pytest
 
 from backbone.sealing import Sealer
 from backbone.settings import PROJECT_ROOT
-from contract.catalog import load_catalog
+from contract.catalog import Catalog, load_catalog
 from contract.codec import encode
 from contract.reference import load_regions, villages
-from contract.rules import compose_envelope, load_envelope_template, pseudonymise
+from contract.rules import compose_envelope, load_envelope_template, pseudonymise, scope_secret
 from producers.emitter import Change, envelope_for
 from simulators.licensing import LicensingOffice
 from stream_processors.cleaning import Cleaner, Output, RawEvent
@@ -119,6 +120,41 @@ def test_clean_outputs_decode_with_the_registered_clean_schema(setup):
         record = fastavro.schemaless_reader(io.BytesIO(out.value[5:]), parsed, None)
         assert record["entity_key"] == change.key and record["op"] == change.op
         assert record["status"] == change.after["status"]
-        assert record["applicant_name"] == pseudonymise(SECRET, change.after["applicant_name"])
+        assert record["applicant_name"] == pseudonymise(
+            scope_secret(SECRET, "licensing"), change.after["applicant_name"]
+        )
         assert change.after["applicant_nik"] not in json.dumps(record, default=str)
         assert record["village_name"] == REGIONS[change.after["village_code"]]["name"]
+
+
+def _pseudonyms(setup, catalog: Catalog) -> list[str]:
+    registry, _, changes, raw, body = setup
+    outputs: list[Output] = []
+    cleaner = Cleaner(catalog, registry, REGIONS, SECRET, DLQ, sealer=SEALER)
+    cleaner.process([raw(i, body(c), c.key.encode()) for i, c in enumerate(changes)], outputs.append)
+    decoded = []
+    for out in outputs:
+        _, parsed = registry.schema_by_id(int.from_bytes(out.value[1:5], "big"))
+        decoded.append(fastavro.schemaless_reader(io.BytesIO(out.value[5:]), parsed, None)["applicant_nik"])
+    return decoded
+
+
+def test_pseudonyms_join_within_a_scope_and_not_across_scopes(setup):
+    """Each domain hashes with its own key derived from the master key; a system the catalog puts in
+    another scope (`pseudonym_scope:`) hashes with that scope's key, and nothing else changes."""
+    _, _, changes, _, _ = setup
+    own = _pseudonyms(setup, CATALOG)
+    moved = Catalog(
+        [
+            dataclasses.replace(
+                s, entities=tuple(dataclasses.replace(e, pseudonym_scope="population") for e in s.entities)
+            )
+            for s in CATALOG.systems
+        ]
+    )
+    shared = _pseudonyms(setup, moved)
+    niks = [c.after["applicant_nik"] for c in changes]
+    assert own == [pseudonymise(scope_secret(SECRET, "licensing"), n) for n in niks]
+    assert shared == [pseudonymise(scope_secret(SECRET, "population"), n) for n in niks]
+    assert not set(own) & set(shared)
+    assert scope_secret(SECRET, "licensing") != scope_secret(SECRET, "health") != SECRET
