@@ -13,11 +13,14 @@ from contract.codec import Registry
 from producers.emitter import Change, ChangeEmitter
 from simulators.simulate import run_simulators
 from tests.helpers import count, query, wait_for
+from tests.pii_scan import Hit, clear_values, scan_files, scan_store, scan_topics
 
 PER_SYSTEM = 1000  # enough for every entity of every simulator to appear (budget realisations start late)
 
 
-def test_every_domain_lands_in_its_tables_enriched_and_pseudonymised(pipeline_settings, stage_process):
+def test_every_domain_lands_in_its_tables_enriched_and_no_personal_value_is_left_in_clear(
+    pipeline_settings, stage_process, tmp_path
+):
     catalog = catalog_for(pipeline_settings)
     sent = run_simulators(pipeline_settings, ["all"], rate=0, count=PER_SYSTEM, bad_ratio=0.08, serve_metrics=False)
     assert sent == {s.system: PER_SYSTEM for s in catalog.systems}
@@ -57,6 +60,22 @@ def test_every_domain_lands_in_its_tables_enriched_and_pseudonymised(pipeline_se
     reasons = query(port, "SELECT reason FROM dead_letters FINAL")
     for expected in ("unknown village code", "below the minimum", "is not allowed", "is missing"):
         assert expected in reasons, expected
+
+    # The personal values the sources sent, found nowhere but in the raw cdc.* topics: not in any
+    # table or view, other topic (clean, dead letters, the processor's own), log or state file.
+    values = clear_values(pipeline_settings, catalog)
+    assert len(values) > 1000, len(values)
+    prefixes = (pipeline_settings.topic_prefix, pipeline_settings.processor_app_id)
+    hits = (
+        scan_store(port, values)
+        + scan_topics(pipeline_settings, values, prefixes)
+        + scan_files(pipeline_settings.run_dir, values)
+    )
+    assert not hits, hits[:10]
+    planted = tmp_path / "planted"  # and the scan does find a value where one is
+    planted.mkdir()
+    (planted / "x.log").write_text(f"2026-11-30 INFO row {min(values)} refused")
+    assert scan_files(planted, values) == [Hit(min(values), "file x.log")]
 
 
 def test_an_eighth_domain_needs_only_a_schema_and_a_catalog_file(make_settings, tmp_path, stage_process):
