@@ -96,6 +96,10 @@ def _decimal(base: dict[str, Any], value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError(f"value {value!r} is not a number")
     if isinstance(value, Decimal):
+        # Written out with "f", 1e999999999 is a billion digits (seconds of CPU, a gigabyte): refuse
+        # a magnitude beyond any numeral we take before formatting it.
+        if value.is_finite() and abs(value.adjusted()) > _MAX_NUMERAL_CHARS:
+            raise ValueError(f"value {_short(str(value))} is not a number of at most {_MAX_NUMERAL_CHARS} digits")
         value = format(value, "f") if value.is_finite() else str(value)
     elif isinstance(value, float):
         value = repr(value)

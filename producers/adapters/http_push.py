@@ -28,7 +28,8 @@ API (one adapter serves one system; its entities are the catalog's):
                           "position": "..." optional source position (orders changes per key)}
                        200 {"accepted": n, "events": [{"index", "key", "event_id", "position"}]}
                        400 malformed JSON (with line, column and position), not UTF-8, nested more than
-                           32 levels, or a body that is not an object or a non-empty array; 401 missing/wrong
+                           32 levels, an object naming a field twice, or a body that is not an object or a
+                           non-empty array (numbers are read exactly, never as floats); 401 missing/wrong
                            token; 404 unknown entity; 413 body or batch too large, or an item whose event is
                            too large for Kafka (index and field); 415 not application/json (UTF-8);
                        422 invalid records: {"errors": [{"index": i, "field": "record.status", "message": m}]}
@@ -144,7 +145,9 @@ class HttpPushAdapter(SourceAdapter):
     def _authorised(self, request: web.Request) -> bool:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         # Compared in constant time; a missing header compares an empty value the same way.
-        given = credentials.strip().encode() if scheme.lower() == "bearer" else b""
+        # Header bytes that are not UTF-8 arrive as lone surrogates: "surrogatepass" encodes any text
+        # (a wrong token is a 401, never a 500 from UnicodeEncodeError).
+        given = credentials.strip().encode("utf-8", "surrogatepass") if scheme.lower() == "bearer" else b""
         return hmac.compare_digest(given, self.token)
 
     async def _read_body(self, request: web.Request) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -70,11 +69,22 @@ def error(message: str, **extra: Any) -> dict[str, Any]:
     return {"index": None, "field": None, "message": message, **extra}
 
 
-def _number(text: str) -> float | Decimal:
-    """A JSON number with a fraction or exponent: a float, or (beyond a float's range, e.g. 1e400) the
-    exact Decimal, which the coercion then refuses naming the field, instead of an infinite float."""
-    value = float(text)
-    return value if math.isfinite(value) else Decimal(text)
+def _number(text: str) -> Decimal:
+    """A JSON number with a fraction or exponent, exact: as a float, money would change silently
+    (99999999999999.99 became ...98, 1e-400 became 0) and 1e400 would be infinite. The coercion
+    judges the exact value and refuses, naming the field, what the field cannot hold."""
+    return Decimal(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose names are each given once: parsers disagree on which of two values wins
+    ({"op": "c", "op": "d"} is a delete here, a create elsewhere), so a sender's intent is unknown."""
+    document = dict(pairs)
+    if len(document) < len(pairs):
+        seen: set[str] = set()
+        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise ValueError(f"name {_shown(twice)} is given twice in one object")
+    return document
 
 
 def json_depth(text: str) -> int:
@@ -109,7 +119,7 @@ def parse_json(body: bytes) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        document = json.loads(text, parse_constant=constant, parse_float=_number)
+        document = json.loads(text, parse_constant=constant, parse_float=_number, object_pairs_hook=_object)
     except RecursionError:
         raise _too_deep() from None
     except json.JSONDecodeError as exc:
@@ -124,7 +134,7 @@ def parse_json(body: bytes) -> Any:
                 )
             ],
         ) from None
-    except ValueError as exc:  # NaN/Infinity, or an integer of more digits than Python converts
+    except ValueError as exc:  # NaN/Infinity, a name given twice, or an integer of more digits than Python converts
         raise HttpError(400, [error(f"malformed JSON: {str(exc)[:200]}")]) from None
     if json_depth(text) > MAX_JSON_DEPTH:
         raise _too_deep()

@@ -3,6 +3,7 @@ only ValueError (with the value named) for anything it refuses."""
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -89,6 +90,20 @@ def test_any_value_is_coerced_or_refused_with_value_error(avro_type, value):
         coerce_value(avro_type, value)
     except ValueError:
         pass
+
+
+def test_a_huge_exponent_is_refused_without_writing_out_its_digits():
+    """1e999999999 (a JSON number the push endpoint keeps exact) was formatted into a billion digits
+    before the length check: about 10 s of CPU and a gigabyte. Refused by its magnitude instead."""
+    tracemalloc.start()
+    try:
+        for value in (Decimal("1e999999999"), Decimal("-1e-999999999")):
+            with pytest.raises(ValueError, match="is not a number of at most 64 digits"):
+                coerce_value(MONEY, value)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
 
 
 def test_a_record_collects_every_field_problem():

@@ -15,6 +15,7 @@ import stat
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,33 @@ def test_push_validator_names_the_field_of_hostile_values_without_personal_data(
         assert "Budi" not in text and "3522352235223522" not in text
     status, errors = check_push(validator, json.dumps(good).encode())
     assert status == 200, errors
+
+
+def test_push_numbers_stay_exact_and_ambiguous_bodies_are_refused():
+    """Money sent as a JSON number is judged exactly (as a float 99999999999999.99 became ...98 and
+    1e-400 became 0, both accepted); an object naming a field twice is refused, not read either way."""
+    validator = ChangeValidator({ENTITY.name: ENTITY}, REGIONS, MASK)
+    template = json.dumps(good_items(1)[0]).replace('"fee": "0.00"', '"fee": FEE')
+    (change,) = validator.changes(ENTITY, [parse_json(template.replace("FEE", "99999999999999.99").encode())])
+    assert change.after["fee"] == Decimal("99999999999999.99")
+    for fee in ("1e-400", "0.001", "1e999999999"):
+        status, errors = check_push(validator, template.replace("FEE", fee).encode())
+        assert status == 422 and [e["field"] for e in errors] == ["record.fee"], (fee, errors)
+    with pytest.raises(HttpError) as caught:
+        parse_json(template.replace("FEE", "0").replace('"op": "c"', '"op": "c", "op": "d"').encode())
+    assert caught.value.status == 400 and "name 'op' is given twice" in caught.value.errors[0]["message"]
+
+
+def test_a_token_of_bytes_that_are_not_utf8_is_a_401_not_a_500():
+    from types import SimpleNamespace
+
+    from producers.adapters.http_push import HttpPushAdapter
+
+    adapter = HttpPushAdapter.__new__(HttpPushAdapter)
+    adapter.token = b"t"
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates (surrogateescape).
+    for value in ("Bearer \udce9\udce9", "Bearer \ud800", "Bearer t"):
+        assert adapter._authorised(SimpleNamespace(headers={"Authorization": value})) is (value == "Bearer t")
 
 
 def test_300_hostile_push_items_are_each_accepted_or_refused_with_the_field():
