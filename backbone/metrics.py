@@ -1,6 +1,15 @@
-"""Prometheus metrics shared by every stage. Each long-running process serves them on its own port."""
+"""Prometheus metrics shared by every stage. Each long-running process serves them on its own port.
+
+Names follow Prometheus conventions: base units in the name (`_seconds`, `_messages`, `_rows`),
+counters end in `_total`, and topic and partition are separate labels. Stages update them per batch
+or per loop turn, never with a `.labels()` lookup per event: label children are resolved once and
+kept (see `Heartbeat`, `ChildCache`)."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -17,7 +26,7 @@ FRESHNESS = Histogram(
     "backbone_freshness_seconds",
     "End to end: from the change in the source system to the row stored in ClickHouse",
     ["table"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 SINK_BATCH_SIZE = Histogram(
     "backbone_sink_batch_rows",
@@ -31,9 +40,18 @@ SINK_INSERT_SECONDS = Histogram(
     ["table"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-CONSUMER_LAG = Gauge("backbone_consumer_lag", "Messages behind the end of the topic", ["stage", "topic"])
+CONSUMER_LAG = Gauge(
+    "backbone_consumer_lag_messages",
+    "Messages between the consumer's position and the end of the partition",
+    ["stage", "topic", "partition"],
+)
 RETRIES = Counter("backbone_retries_total", "Retried operations (broker or store unavailable)", ["stage", "what"])
 UP = Gauge("backbone_up", "1 while the stage runs", ["stage"])
+HEARTBEAT = Gauge(
+    "backbone_heartbeat_timestamp_seconds",
+    "Unix time of the last turn of the stage's work loop (stale while the loop is stuck)",
+    ["stage", "system"],
+)
 
 # Source adapters (producers/adapters): one label set per departmental system.
 ADAPTER_CAPTURED = Counter("backbone_adapter_captured_total", "Changes read from the source", ["system", "entity"])
@@ -49,6 +67,59 @@ ADAPTER_CHECKPOINT = Gauge(
 ADAPTER_CHECKPOINT_TIME = Gauge(
     "backbone_adapter_checkpoint_timestamp_seconds", "When the last checkpoint was written", ["system"]
 )
+
+
+class Heartbeat:
+    """Liveness of one work loop: the loop itself sets the time of its last turn (never the metrics
+    thread), so `time() - backbone_heartbeat_timestamp_seconds` grows while the process still answers
+    scrapes but its loop is stuck. A loop that only turns when there is work (a Faust agent) marks its
+    batches `busy()`/`idle()` and a timer calls `beat_if_idle()`: the timer keeps the beat while the
+    agent waits for events, and stops it when a batch never finishes."""
+
+    def __init__(self, stage: str, system: str = "") -> None:
+        self._gauge = HEARTBEAT.labels(stage, system)
+        self._busy = False
+        self.beat()  # from the start: a loop that never turns goes stale like one that stops
+
+    def beat(self) -> None:
+        self._gauge.set(time.time())
+
+    def busy(self) -> None:
+        self._busy = True
+        self.beat()
+
+    def idle(self) -> None:
+        self._busy = False
+        self.beat()
+
+    def beat_if_idle(self) -> None:
+        if not self._busy:
+            self.beat()
+
+
+class ChildCache:
+    """Label children of one metric, resolved once per label values (`.labels()` takes a lock and
+    hashes every time: too slow per event)."""
+
+    def __init__(self, metric: Any, *fixed: str) -> None:
+        self._metric = metric
+        self._fixed = fixed
+        self._children: dict[Hashable, Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*self._fixed, *values)
+        return child
+
+
+def count_by(items: Any, key: Callable[[Any], str]) -> dict[str, int]:
+    """How many items per key: one counter increment per key and batch instead of one per item."""
+    counts: dict[str, int] = {}
+    for item in items:
+        k = key(item)
+        counts[k] = counts.get(k, 0) + 1
+    return counts
 
 
 def serve_metrics(host: str, port: int) -> int:

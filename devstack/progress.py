@@ -66,7 +66,7 @@ def collect(run_dir: Path) -> Progress:
         for s in families.get("backbone_events_failed", []):
             if s.name.endswith("_total"):
                 progress.dead_lettered += s.value
-        for s in families.get("backbone_consumer_lag", []):
+        for s in families.get("backbone_consumer_lag_messages", []):
             progress.lag += s.value
         for s in families.get("backbone_freshness_seconds", []):
             if s.name.endswith("_bucket"):

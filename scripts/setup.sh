@@ -62,6 +62,10 @@ pg_major() {  # the newest PostgreSQL major installed in Debian's layout, or not
 }
 [ -n "$(pg_major)" ] || need_apt+=(postgresql)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+# Prometheus and promtool, Alertmanager and amtool: `make test` checks the alert rules and runs both
+# servers from temporary folders (the packages' own services are not used).
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
 if ((${#need_apt[@]})); then
   apt_install "${need_apt[@]}"
 fi

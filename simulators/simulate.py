@@ -145,10 +145,12 @@ def run_simulators(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     metrics.UP.labels("producer").set(1)
+    heartbeat = metrics.Heartbeat("producer")
     began = time.monotonic()
     pace = Pace(rate, stop)
     try:
         while not stop.is_set():
+            heartbeat.beat()
             if count is not None and all(r.sent >= count for r in runs):
                 break
             if duration is not None and time.monotonic() - began >= duration:

@@ -122,6 +122,10 @@ class SourceAdapter(ABC):
         self.pii = PiiMask(scope_secret(settings.pii_secret(), system.scope), system.entities)
         self._oldest_pending: datetime | None = None
         self._labels = {"system": system.system}
+        self._captured = metrics.ChildCache(metrics.ADAPTER_CAPTURED, system.system)
+        self._source_lag = metrics.ADAPTER_SOURCE_LAG.labels(system.system)
+        # Beaten by each adapter's capture loop (and by commit, source_ok): stale while the loop is stuck.
+        self.heartbeat = metrics.Heartbeat("adapter", system.system)
         self._source_retry: RetryCallState | None = None
 
     # -- configuration -------------------------------------------------------------------------
@@ -163,12 +167,10 @@ class SourceAdapter(ABC):
             log.warning("%s: %s refused: %s", self.system.system, where, exc)
             self.reject(f"{exc}: {where}", canonical_bytes(change), key.encode(), origin=f"{entity}@{change.position}")
             return False
-        metrics.ADAPTER_CAPTURED.labels(self.system.system, entity).inc()
+        self._captured(entity).inc()
         if self._oldest_pending is None:
             self._oldest_pending = change.ts_source
-        metrics.ADAPTER_SOURCE_LAG.labels(**self._labels).set(
-            max(0.0, (datetime.now(UTC) - self._oldest_pending).total_seconds())
-        )
+        self._source_lag.set(max(0.0, (datetime.now(UTC) - self._oldest_pending).total_seconds()))
         return True
 
     def invalid(self, entity: str, what: str, errors: dict[str, str], raw: dict[str, Any] | None) -> str:
@@ -219,7 +221,8 @@ class SourceAdapter(ABC):
         self.wait_acknowledged()
         self.checkpoints.save(state)
         self._oldest_pending = None
-        metrics.ADAPTER_SOURCE_LAG.labels(**self._labels).set(0)
+        self.heartbeat.beat()
+        self._source_lag.set(0)
         metrics.ADAPTER_CHECKPOINT_TIME.labels(**self._labels).set(time.time())
         if numeric_position is not None:
             metrics.ADAPTER_CHECKPOINT.labels(**self._labels).set(numeric_position)
@@ -256,6 +259,7 @@ class SourceAdapter(ABC):
 
     def source_ok(self) -> None:
         """The source answers: its next outage is waited for from the retry policy's first wait again."""
+        self.heartbeat.beat()
         if self._source_retry is not None:
             self._source_retry.attempt_number = 1
 

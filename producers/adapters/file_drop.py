@@ -160,6 +160,7 @@ class FileDropAdapter(SourceAdapter):
         log.info("%s: watching %s", self.system.system, self.folder)
         self._finish_move(verify=True)
         while not stop.is_set():
+            self.heartbeat.beat()
             path = self.drop.next_ready(self.state.get("current"))
             for name, kind in self.drop.refused:
                 self._refuse_entry(name, kind)

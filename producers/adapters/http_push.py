@@ -262,6 +262,7 @@ class HttpPushAdapter(SourceAdapter):
             write_state(self.settings.run_dir, **{f"push_{self.system.system}_url": self.url})
             log.info("%s: accepting pushes on %s/v1/<entity>", self.system.system, self.url)
             while not stop.is_set():
+                self.heartbeat.beat()  # the event loop serving pushes turns
                 await asyncio.sleep(0.2)
             log.info("%s: stopping; %d events still unacknowledged", self.system.system, self.deliveries.pending)
             self.deliveries.drain_deadline = loop.time() + self.options.drain_seconds

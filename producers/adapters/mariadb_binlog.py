@@ -112,7 +112,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
         self.database, self.user, self.password = options.database, options.user, self.params["password"]
         self.server_id = options.server_id
         self.batch_size = options.batch_size
-        self.heartbeat = options.heartbeat_seconds
+        self.heartbeat_seconds = options.heartbeat_seconds  # not `heartbeat`: the base class owns that
         self.tables: dict[str, Entity] = {t: common.entity_for(self, t, e) for t, e in options.tables.items()}
         self.schemas = {t: e.payload_schema() for t, e in self.tables.items()}
         self.fields = {t: [f["name"] for f in s["fields"]] for t, s in self.schemas.items()}
@@ -127,7 +127,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
             "charset": "utf8mb4",
             "connect_timeout": 10,
             # Heartbeats arrive every `heartbeat` seconds; silence much longer than that is a dead server.
-            "read_timeout": max(10, int(self.heartbeat * 5)),
+            "read_timeout": max(10, int(self.heartbeat_seconds * 5)),
         }
 
     def _connect(self) -> pymysql.connections.Connection:
@@ -250,7 +250,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
             ],
             only_schemas=[self.database],
             only_tables=list(self.tables),
-            slave_heartbeat=self.heartbeat,
+            slave_heartbeat=self.heartbeat_seconds,
             enable_logging=False,
         )
         committed = dict(state)
@@ -290,6 +290,8 @@ class MariaDbBinlogAdapter(SourceAdapter):
                         "ts_floor": ts_floor,
                     }
                 idle = isinstance(event, HeartbeatLogEvent)
+                if idle:
+                    self.heartbeat.beat()
                 if stop.is_set() and stop_seen is None:
                     stop_seen = time.monotonic()
                 if not in_tx and boundary != committed:

@@ -327,6 +327,7 @@ class PostgresCdcAdapter(SourceAdapter):
                         confirmed_lsn, batch = int(state["lsn"]), 0
                         continue
                 self._keepalive()
+                self.heartbeat.beat()
                 select.select([self._repl], [], [], 0.2)
                 continue
             data = json.loads(msg.payload, parse_float=Decimal)

@@ -78,7 +78,10 @@ def start_pipeline(stage_process, settings) -> tuple:
             text = requests.get(metrics_url, timeout=2).text
         except requests.RequestException:
             return False
-        return f'backbone_consumer_lag{{stage="processor",topic="{topic}[' in text
+        return any(
+            line.startswith("backbone_consumer_lag_messages{") and f'topic="{topic}"' in line
+            for line in text.splitlines()
+        )
 
     wait_for(processor_ready, 120, "the processor running", alive=(processor, sink))
     wait_for(lambda: count(port, "SELECT 1") == 1, 60, "the sink answering", alive=(processor, sink))

@@ -1,0 +1,79 @@
+"""The catalog's facts as Prometheus series, for the alert rules of infra/prometheus/alerts.yml.
+
+Each departmental system promises a freshness (`freshness_seconds` in its catalog file) and owns
+tables and topics. The rules join the stages' metrics with these series, so one rule covers every
+system with its own threshold and labels (system, domain) for routing:
+
+    backbone_catalog_system_info{system, domain, department}      1
+    backbone_catalog_table_info{system, domain, table}             1
+    backbone_catalog_freshness_slo_seconds{system, domain, table}  the system's freshness_seconds
+
+Regenerate after changing the catalog (a test compares the committed file with this output):
+
+    .venv/bin/python -m devstack.alert_rules            # writes infra/prometheus/catalog_rules.yml
+    .venv/bin/python -m devstack.alert_rules --check    # exit 1 when the committed file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from backbone.settings import PROJECT_ROOT
+from contract.catalog import Catalog, load_catalog
+
+RULES_FILE = PROJECT_ROOT / "infra" / "prometheus" / "catalog_rules.yml"
+HEADER = (
+    "# Generated from catalog/*.yaml by `python -m devstack.alert_rules`: do not edit by hand.\n"
+    "# The catalog's facts as series (one per system and table), joined by the rules of alerts.yml.\n"
+)
+
+
+def _fact(name: str, value: int, labels: dict[str, str]) -> dict:
+    return {"record": name, "expr": f"vector({value})", "labels": dict(labels)}  # a copy: no YAML anchors
+
+
+def rules_for(catalog: Catalog) -> dict:
+    rules = []
+    for system in sorted(catalog.systems, key=lambda s: s.system):
+        owner = {"system": system.system, "domain": system.domain}
+        rules.append(_fact("backbone_catalog_system_info", 1, {**owner, "department": system.department}))
+        for entity in system.entities:
+            table = {**owner, "table": entity.table}
+            rules.append(_fact("backbone_catalog_table_info", 1, table))
+            rules.append(_fact("backbone_catalog_freshness_slo_seconds", system.freshness_seconds, table))
+    return {"groups": [{"name": "backbone-catalog", "rules": rules}]}
+
+
+def render(catalog: Catalog) -> str:
+    return HEADER + yaml.safe_dump(rules_for(catalog), sort_keys=False, width=120)
+
+
+def render_dir(catalog_dir: Path, schemas_dir: Path = PROJECT_ROOT / "schemas") -> str:
+    return render(load_catalog(catalog_dir, schemas_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.alert_rules", description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", type=Path, default=PROJECT_ROOT / "catalog", help="catalog folder")
+    parser.add_argument("--schemas", type=Path, default=PROJECT_ROOT / "schemas", help="schemas folder")
+    parser.add_argument("--output", type=Path, default=RULES_FILE, help="rules file to write")
+    parser.add_argument("--check", action="store_true", help="only compare: exit 1 when the file differs")
+    args = parser.parse_args(argv)
+    text = render_dir(args.catalog, args.schemas)
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is stale: run python -m devstack.alert_rules", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
