@@ -119,11 +119,13 @@ def produce(
     headers: list[tuple[str, bytes]] | None = None,
     on_delivery: Callable[..., None] | None = None,
     stage: str = "producer",
+    partition: int | None = None,
 ) -> None:
     """Produce, waiting (never dropping) while librdkafka's local queue is full."""
+    where = {} if partition is None else {"partition": partition}
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery, **where)
             return
         except BufferError:
             metrics.RETRIES.labels(stage, "queue_full").inc()

@@ -33,8 +33,9 @@ class Output:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None  # None: by key, as the producer's partitioner chooses
 
 
 def dead_letter_headers(

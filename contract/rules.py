@@ -335,12 +335,14 @@ def clean_event(
     secret: bytes,
     key_fields: tuple[str, ...],
     now: datetime | None = None,
+    prior: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate one decoded change event and turn it into a clean record, or raise Rejected.
 
-    A delete is judged on its `before` state alone: the processor keeps no state per key, so a
-    delete of a key it never saw is accepted like any other (the change log keeps it; the
-    `_current` view has nothing to hide)."""
+    `prior`: the entity's lifecycle fields as the processor last saw them, the `before` of an update
+    that carries none (file drops, query polling). A delete is judged on its `before` state alone:
+    a delete of a key never seen is accepted like any other (the change log keeps it; the current
+    state has nothing to hide)."""
     now = now or datetime.now(UTC)
     op = event.get("op")
     if op not in OPS:
@@ -381,9 +383,8 @@ def clean_event(
                 f"field {name!r} value {shown(rules, secret, name, state.get(name))}: "
                 f"not a valid initial state ({', '.join(allowed)})"
             )
-    before = event.get("before")
-    # File drops and query polling have no before image: their updates pass without the lifecycle
-    # check (the processor keeps no state per key to supply it).
+    # File drops and query polling have no before image: the processor's last state stands in.
+    before = event.get("before") or prior
     if op == "u" and rules.transitions and before is not None:
         for name, moves in rules.transitions.items():
             old, new = before.get(name), state.get(name)

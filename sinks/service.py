@@ -19,7 +19,7 @@ def run_sink(settings: Settings) -> None:
     sink = open_sink(settings)
     metrics_port = metrics.serve_metrics(settings.bind_host, settings.sink_metrics_port)
     # Its own client: read-only query settings must never apply to the writer's session.
-    server = QueryServer(connect(settings), settings)
+    server = QueryServer(connect(settings, reader=True), settings)
     query_port = server.start()
     write_state(
         settings.run_dir,

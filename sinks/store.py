@@ -44,8 +44,12 @@ def _private_folder(folder: Path | None) -> None:
         folder.chmod(0o700)
 
 
-def connect(settings: Settings) -> Client:
-    dsn = settings.effective_clickhouse_dsn
+def connect(settings: Settings, reader: bool = False) -> Client:
+    """The sink's client, or (reader) the query endpoint's: on a server, its own analyst user when
+    BACKBONE_QUERY_CLICKHOUSE_DSN names one, so analysts' SQL never runs with the writer's grants."""
+    own_reader = reader and bool(settings.query_clickhouse_dsn)
+    dsn = settings.query_clickhouse_dsn if own_reader else settings.effective_clickhouse_dsn
+    secret = (settings.query_clickhouse_password if own_reader else settings.clickhouse_password).get_secret_value()
     scheme = urlparse(dsn).scheme
     if scheme == "chdb":
         _private_folder(_chdb_folder(dsn))
@@ -59,11 +63,7 @@ def connect(settings: Settings) -> Client:
             hint="use chdb:///path for the embedded engine or http://user@host:8123/database for a server",
         )
     try:
-        kwargs = (
-            {"password": settings.clickhouse_password.get_secret_value()}
-            if settings.clickhouse_password.get_secret_value()
-            else {}
-        )
+        kwargs = {"password": secret} if secret else {}
         return clickhouse_connect.get_client(dsn=dsn, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any connect failure is reported the same way
         raise ServiceUnavailable(

@@ -39,6 +39,7 @@ from contract.deadletter import Output, RawEvent, dead_letter
 from contract.rules import PayloadRules, Rejected, check_message_key, clean_event, full_name, scope_secret
 from contract.subjects import payload_of
 from contract.topics import DLQ_PROCESSOR
+from stream_processors.lifecycle import LifecycleState
 
 STAGE = "processor"
 # librdkafka's default message.max.bytes (backbone.kafka's profiles keep it).
@@ -78,6 +79,18 @@ def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str
     return size
 
 
+LifecycleUpdate = tuple[LifecycleState, dict[str, Any] | None]
+
+
+def _lifecycle_fields(event: Mapping[str, Any], rules: PayloadRules) -> dict[str, Any] | None:
+    """What the lifecycle state keeps of an accepted event: its status fields (None once deleted);
+    never a personal field."""
+    if event.get("op") == "d":
+        return None
+    after = event.get("after") or {}
+    return {name: after.get(name) for name in rules.transitions if name not in rules.pii}
+
+
 class Cleaner:
     def __init__(
         self,
@@ -89,8 +102,10 @@ class Cleaner:
         *,
         sealer: Sealer,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        lifecycle: LifecycleState | None = None,
     ) -> None:
         self.sealer = sealer
+        self.lifecycle = lifecycle  # None: updates without `before` skip the lifecycle check
         self.catalog = catalog
         self.registry = registry
         self.regions = regions
@@ -194,14 +209,22 @@ class Cleaner:
         now = datetime.now(UTC)
         now_ms = time.time() * 1000
         limit = self.max_message_bytes
+        # Counted per batch (one increment per topic), not per event: label lookups take a lock.
+        for topic, n in metrics.count_by(events, lambda e: e.topic).items():
+            metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
+        latency = metrics.PROCESSING_LATENCY.labels(STAGE)
+        outs: dict[str, int] = {}
+        fails: dict[tuple[str, str], int] = {}
         for event in events:
-            metrics.EVENTS_IN.labels(STAGE, event.topic).inc()
             out: Output | None = None
+            tracked: LifecycleUpdate | None = None
             try:
                 schema_id = schema_id_of(event.value)
                 plan = self.plan_for(event.topic, schema_id)
                 _, record = decode(self.registry, event.value)
-                clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now)
+                lifecycle = self.lifecycle if plan.rules.transitions else None
+                prior = lifecycle.prior(event) if lifecycle is not None else None
+                clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now, prior)
                 check_message_key(clean, event.key, plan.rules, plan.secret, plan.entity.key)
                 value = encode(plan.clean_id, plan.clean_parsed, clean)
                 size = message_size(event.key, value)
@@ -215,6 +238,8 @@ class Cleaner:
                     )
                 else:
                     out = Output(plan.entity.clean_topic, event.key, value)
+                    if lifecycle is not None:
+                        tracked = (lifecycle, _lifecycle_fields(record, plan.rules))
             except UndecodableMessage as exc:
                 kind, reason = "undecodable", f"undecodable: {exc}"
             except PlanRefused as exc:
@@ -227,12 +252,18 @@ class Cleaner:
                 kind, reason = "unexpected", f"unexpected: {exc.__class__.__name__}: {str(exc)[:300]}"
             if out is not None:
                 emit(out)
-                metrics.EVENTS_OUT.labels(STAGE, out.topic).inc()
+                if tracked is not None:  # acknowledged with the batch, before its offsets are committed
+                    emit(tracked[0].remember(event, tracked[1]))
+                outs[out.topic] = outs.get(out.topic, 0) + 1
                 ok += 1
             else:
                 emit(self.letter(event, reason))
-                metrics.EVENTS_FAILED.labels(STAGE, event.topic, kind).inc()
+                fails[(event.topic, kind)] = fails.get((event.topic, kind), 0) + 1
                 failed += 1
             if event.timestamp_ms:
-                metrics.PROCESSING_LATENCY.labels(STAGE).observe(max(0.0, (now_ms - event.timestamp_ms) / 1000))
+                latency.observe(max(0.0, (now_ms - event.timestamp_ms) / 1000))
+        for topic, n in outs.items():
+            metrics.EVENTS_OUT.labels(STAGE, topic).inc(n)
+        for (topic, kind), n in fails.items():
+            metrics.EVENTS_FAILED.labels(STAGE, topic, kind).inc(n)
         return ok, failed

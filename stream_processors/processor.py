@@ -17,14 +17,17 @@ from faust.types import TP
 
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
+from backbone.retry import retrying
 from backbone.sealing import Sealer
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import catalog_for
 from contract.codec import Registry
 from contract.deadletter import Output, RawEvent
-from contract.topics import DLQ_PROCESSOR, REF_REGIONS, named
+from contract.topics import DLQ_PROCESSOR, REF_REGIONS, STATE_LIFECYCLE, named
 from stream_processors.cleaning import DEFAULT_MAX_MESSAGE_BYTES, STAGE, Cleaner
+from stream_processors.ledger_timers import install_ledger_timers
+from stream_processors.lifecycle import LifecycleState, read_partition
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def build_app(settings: Settings) -> faust.App:
     sealer = Sealer(settings.dead_letter_secret())
     # Outputs are bounded by the producer's own limit: a larger one would stop the batch at produce().
     max_bytes = int(kafka.PROFILES["processor"].get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+    lifecycle = LifecycleState(named(settings, STATE_LIFECYCLE))
     cleaner = Cleaner(
         catalog,
         registry,
@@ -89,19 +93,21 @@ def build_app(settings: Settings) -> faust.App:
         named(settings, DLQ_PROCESSOR),
         sealer=sealer,
         max_message_bytes=max_bytes,
+        lifecycle=lifecycle,
     )
     cdc_topics = [e.cdc_topic for e in catalog.entities]
     # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
     source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw", acks=False)
     ledger = OffsetLedger(committed_offsets_lookup(settings, settings.processor_app_id))
     delivery_errors: list[str] = []
+    heartbeat = metrics.Heartbeat(STAGE)
 
     def on_delivery(err, _msg) -> None:  # noqa: ANN001 - librdkafka callback
         if err is not None:
             delivery_errors.append(err.str())
 
     def emit(out: Output) -> None:
-        kafka.produce(producer, out.topic, out.value, out.key, out.headers, on_delivery, STAGE)
+        kafka.produce(producer, out.topic, out.value, out.key, out.headers, on_delivery, STAGE, out.partition)
 
     def flush_outputs() -> None:
         # Bounded retries: an unreachable broker stops the worker (no commit) rather than hanging forever.
@@ -118,6 +124,7 @@ def build_app(settings: Settings) -> faust.App:
     async def clean(stream):  # noqa: ANN001 - a Faust stream
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.processor_batch_size, within=settings.processor_batch_seconds):
+            heartbeat.busy()
             batch = [
                 RawEvent(
                     e.message.topic,
@@ -136,6 +143,7 @@ def build_app(settings: Settings) -> faust.App:
             except Exception:
                 # Not committed: the ledger stays behind and `unstick` re-reads the batch.
                 log.exception("a batch of %d events failed; it will be read again", len(batch))
+                heartbeat.idle()
                 continue
             # Inputs committed only now, and only up to the first offset not processed.
             rewinds = await loop.run_in_executor(
@@ -145,65 +153,40 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
                 log.warning("offset %s of %s[%s] was skipped by the consumer; re-reading", offset, topic, partition)
                 await app.consumer.seek(TP(topic, partition), offset)
+            heartbeat.idle()
 
-    @app.timer(interval=1.0)
-    async def commit_inputs() -> None:
-        # Committed from a timer, not from the agent: a commit waits while the group rebalances,
-        # and Faust's rebalance waits for the agent, so committing in the agent can deadlock.
-        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-        offsets = {tp: o for tp, o in ledger.committable().items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await asyncio.wait_for(
-                app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}),  # noqa: SLF001
-                timeout=10,
-            )
-        except Exception as exc:  # noqa: BLE001 - retried at the next tick; events are re-read at worst
-            metrics.RETRIES.labels(STAGE, "commit").inc()
-            log.warning("commit of input offsets failed (%s); retrying", exc)
-            ledger.retry(offsets)
+    install_ledger_timers(app, ledger, cdc_topics, STAGE)
 
-    stalled_since: dict[tuple[str, int], tuple[int, float]] = {}
-
-    @app.timer(interval=5.0)
-    async def unstick() -> None:
-        # A partition whose ledger stands still below the end of the log for 15 s is sought back
-        # to the ledger's offset: whatever Faust lost (a skipped event, a crashed batch) is re-read.
+    @app.on_partitions_assigned.connect
+    async def _assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001 - Faust signal
+        # The lifecycle state of the assigned partitions, merged from its topic (the later event's
+        # state wins). Not dropped on revocation: the state of a batch still in flight stays.
+        mine = {(tp.topic, tp.partition) for tp in assigned if tp.topic in cdc_topics}
+        lifecycle.keep_only(mine)
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        for tp in app.consumer.assignment():
-            if tp.topic not in cdc_topics:
-                continue
-            key = (tp.topic, tp.partition)
+        for partition in sorted({p for _, p in mine}):
             try:
-                high = app.consumer.highwater(tp)
-                expected = ledger.expected.get(key)
-                if expected is None:
-                    expected = await loop.run_in_executor(None, ledger.starting_offset, key)
-            except Exception:  # noqa: BLE001 - best effort while partitions move
+                records = await loop.run_in_executor(None, load_state_partition, partition)
+            except Exception as exc:  # noqa: BLE001 - a crash here would stop the worker; no state only means no check
+                log.warning(
+                    "lifecycle state of partition %s not loaded (%s): its updates without before go unchecked",
+                    partition,
+                    exc,
+                )
                 continue
-            if high is None or expected >= high:
-                stalled_since.pop(key, None)
-                continue
-            seen = stalled_since.get(key)
-            if seen is None or seen[0] != expected:
-                stalled_since[key] = (expected, now)
-            elif now - seen[1] >= 15:
-                metrics.RETRIES.labels(STAGE, "stalled_partition").inc()
-                log.warning("%s[%s] stalled at offset %s below %s; re-reading", *key, expected, high)
-                try:
-                    await app.consumer.seek(tp, expected)
-                except Exception as exc:  # noqa: BLE001 - retried at the next tick
-                    log.warning("seek failed: %s", exc)
-                stalled_since[key] = (expected, now)
+            lifecycle.load(partition, records, {t for t, p in mine if p == partition})
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
-        ledger.forget((tp.topic, tp.partition) for tp in revoked)
+    def load_state_partition(partition: int) -> list[tuple[bytes | None, bytes | None]]:
+        # A topic created a moment ago may not be known to every broker yet: retried for about 30 s.
+        for attempt in retrying("kafka", stage=STAGE, what="state_load", attempts=6):
+            with attempt:
+                return read_partition(settings, lifecycle.topic, partition)
+        return []
 
     @app.timer(interval=2.0)
     async def report_lag() -> None:
+        # Beats while the agent waits for events; a batch that never finishes stops the beat.
+        heartbeat.beat_if_idle()
         consumer = app.consumer
         for tp in consumer.assignment():
             if tp.topic in cdc_topics:
@@ -213,7 +196,7 @@ def build_app(settings: Settings) -> faust.App:
                 except Exception:  # noqa: BLE001 - lag is best effort while partitions move
                     continue
                 if high is not None:
-                    metrics.CONSUMER_LAG.labels(STAGE, f"{tp.topic}[{tp.partition}]").set(
+                    metrics.CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(
                         max(0, high - ((read + 1) if read is not None else 0))
                     )
 

@@ -26,10 +26,11 @@ from pydantic import SecretStr
 from backbone import kafka
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings, load_settings
+from contract.acls import grant_stage_acls, stage_acls
 from contract.bootstrap import bootstrap
 from contract.catalog import catalog_for
 from contract.codec import Registry
-from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, REF_REGIONS, check_broker
+from contract.topics import check_broker
 from devstack.stack import KafkaSecurity, LocalStack, StackAddresses
 from simulators.simulate import run_simulator
 from tests.helpers import QUERY_TOKEN, count, make_certificates, wait_for
@@ -102,35 +103,12 @@ def settings_for(secured: tuple[LocalStack, StackAddresses], run_dir: Path, user
     )
 
 
-def _acl(user: str, resource: ResourceType, name: str, pattern: ResourcePatternType, op: AclOperation) -> AclBinding:
-    return AclBinding(resource, name, pattern, f"User:{user}", "*", op, AclPermissionType.ALLOW)
-
-
-def grant_stage_acls(admin: AdminClient) -> None:
-    topic, group, prefixed, literal = ResourceType.TOPIC, ResourceType.GROUP, ResourcePatternType.PREFIXED, (
-        ResourcePatternType.LITERAL
-    )
+def grant_probe_groups(admin: AdminClient) -> None:
+    """The probes below get a consumer group each, so that a refused read is refused by the topic's ACL."""
     bindings = [
-        # Adapters: write change events (and their dead letters), nothing else.
-        _acl("adapter", topic, f"{PREFIX}cdc.", prefixed, AclOperation.WRITE),
-        _acl("adapter", topic, f"{PREFIX}{DLQ_ADAPTER}", literal, AclOperation.WRITE),
-        # Processor: read change events and the reference table, write clean records and its dead letters;
-        # its consumer group and Faust's own topics under the app id.
-        _acl("processor", topic, f"{PREFIX}cdc.", prefixed, AclOperation.READ),
-        _acl("processor", topic, f"{PREFIX}{REF_REGIONS}", literal, AclOperation.READ),
-        _acl("processor", topic, PREFIX, prefixed, AclOperation.CREATE),  # Faust declares its table's topic
-        _acl("processor", topic, f"{PREFIX}clean.", prefixed, AclOperation.WRITE),
-        _acl("processor", topic, f"{PREFIX}{DLQ_PROCESSOR}", literal, AclOperation.WRITE),
-        _acl("processor", topic, APP_ID, prefixed, AclOperation.ALL),
-        _acl("processor", group, APP_ID, prefixed, AclOperation.READ),
-        # Sink: read clean records and dead letters, write its own dead letters, its group.
-        _acl("sink", topic, f"{PREFIX}clean.", prefixed, AclOperation.READ),
-        _acl("sink", topic, f"{PREFIX}dlq.", prefixed, AclOperation.READ),
-        _acl("sink", topic, f"{PREFIX}{DLQ_SINK}", literal, AclOperation.WRITE),
-        _acl("sink", group, SINK_GROUP, literal, AclOperation.READ),
-        # The probes below get a consumer group each, so that a refused read is refused by the topic's ACL.
-        _acl("adapter", group, "adapter-probe", literal, AclOperation.READ),
-        _acl("sink", group, "sink-probe", literal, AclOperation.READ),
+        AclBinding(ResourceType.GROUP, f"{user}-probe", ResourcePatternType.LITERAL, f"User:{user}", "*",
+                   AclOperation.READ, AclPermissionType.ALLOW)
+        for user in ("adapter", "sink")
     ]
     for future in admin.create_acls(bindings, request_timeout=30).values():
         future.result()
@@ -141,7 +119,8 @@ def test_pipeline_over_sasl_ssl_with_acls(secured, stage_process, tmp_path):
     admin_settings = settings_for(secured, run_dir, "admin", secured[0].security.admin_password)
     # Topics, schemas (registry over HTTPS with basic auth) and reference data, as the super user.
     bootstrap(admin_settings)
-    grant_stage_acls(AdminClient(kafka.client_config(admin_settings)))
+    assert grant_stage_acls(admin_settings) == len(stage_acls(admin_settings))  # what `backbone init --acls` does
+    grant_probe_groups(AdminClient(kafka.client_config(admin_settings)))
 
     adapter = settings_for(secured, run_dir, "adapter", PASSWORDS["adapter"])
     processor_settings = settings_for(secured, run_dir, "processor", PASSWORDS["processor"])

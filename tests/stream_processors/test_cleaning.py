@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
-import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal

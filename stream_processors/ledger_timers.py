@@ -1,0 +1,77 @@
+"""The Faust timers that go with an OffsetLedger (offsets.py), shared by the processor and the KPI
+worker: commit what the ledger allows, and read again a partition that stands still below the end
+of its log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+
+import faust
+from faust.types import TP
+
+from backbone import metrics
+from stream_processors.offsets import OffsetLedger
+
+log = logging.getLogger(__name__)
+
+STALL_SECONDS = 15
+
+
+def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collection[str], stage: str) -> None:
+    @app.timer(interval=1.0)
+    async def commit_inputs() -> None:
+        # Committed from a timer, not from the agent: a commit waits while the group rebalances,
+        # and Faust's rebalance waits for the agent, so committing in the agent can deadlock.
+        assigned = {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
+        offsets = {tp: o for tp, o in ledger.committable().items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(
+                app.consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}),  # noqa: SLF001
+                timeout=10,
+            )
+        except Exception as exc:  # noqa: BLE001 - retried at the next tick; events are re-read at worst
+            metrics.RETRIES.labels(stage, "commit").inc()
+            log.warning("commit of input offsets failed (%s); retrying", exc)
+            ledger.retry(offsets)
+
+    stalled_since: dict[tuple[str, int], tuple[int, float]] = {}
+
+    @app.timer(interval=5.0)
+    async def unstick() -> None:
+        # A partition whose ledger stands still below the end of the log for 15 s is sought back
+        # to the ledger's offset: whatever Faust lost (a skipped event, a crashed batch) is re-read.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for tp in app.consumer.assignment():
+            if tp.topic not in topics:
+                continue
+            key = (tp.topic, tp.partition)
+            try:
+                high = app.consumer.highwater(tp)
+                expected = ledger.expected.get(key)
+                if expected is None:
+                    expected = await loop.run_in_executor(None, ledger.starting_offset, key)
+            except Exception:  # noqa: BLE001 - best effort while partitions move
+                continue
+            if high is None or expected >= high:
+                stalled_since.pop(key, None)
+                continue
+            seen = stalled_since.get(key)
+            if seen is None or seen[0] != expected:
+                stalled_since[key] = (expected, now)
+            elif now - seen[1] >= STALL_SECONDS:
+                metrics.RETRIES.labels(stage, "stalled_partition").inc()
+                log.warning("%s[%s] stalled at offset %s below %s; re-reading", *key, expected, high)
+                try:
+                    await app.consumer.seek(tp, expected)
+                except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                    log.warning("seek failed: %s", exc)
+                stalled_since[key] = (expected, now)
+
+    @app.on_partitions_revoked.connect
+    async def _forget_revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
+        ledger.forget((tp.topic, tp.partition) for tp in revoked)

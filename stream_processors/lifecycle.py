@@ -1,0 +1,100 @@
+"""The last lifecycle state of each entity, so that an update without a `before` image (file drops,
+query polling, pushes that send only the new record) is still checked against the allowed transitions.
+
+Kept in memory per assigned partition and written to a compacted topic (`state.lifecycle`) in the
+same batch as the clean records, so it is acknowledged before the batch's input offsets are
+committed: after a crash the state is never behind the committed offsets, only possibly ahead of
+them. An event read again (its offset not above the one the state was made from) is therefore not
+checked against a state that already includes it: it was checked the first time. Only the lifecycle
+fields are kept (statuses, never personal data)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from backbone import kafka
+from backbone.errors import ServiceUnavailable
+from backbone.settings import Settings
+from contract.deadletter import Output, RawEvent
+
+_SEP = b"\x00"
+
+
+class LifecycleState:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        # (cdc topic, message key) -> (partition, offset of the event that made it, lifecycle fields,
+        # or None once deleted: kept so that an older state read back from the topic cannot return)
+        self.known: dict[tuple[str, bytes], tuple[int, int, dict[str, Any] | None]] = {}
+
+    def prior(self, event: RawEvent) -> dict[str, Any] | None:
+        """The entity's lifecycle fields as of before `event`, or None when unknown, deleted, or when
+        `event` is one the state already includes (read again after a crash or a failed batch)."""
+        entry = self.known.get((event.topic, event.key or b""))
+        if entry is None or entry[0] != event.partition or event.offset <= entry[1]:
+            return None
+        return entry[2]
+
+    def remember(self, event: RawEvent, fields: Mapping[str, Any] | None) -> Output:
+        """The entity's new lifecycle fields (None: deleted), as the record to produce with the batch
+        (into the state topic's partition of the same number as the event's)."""
+        state = None if fields is None else dict(fields)
+        self.known[(event.topic, event.key or b"")] = (event.partition, event.offset, state)
+        value = json.dumps({"offset": event.offset, "fields": state}, separators=(",", ":"), default=str)
+        key = event.topic.encode() + _SEP + (event.key or b"")
+        return Output(self.topic, key, value.encode(), partition=event.partition)
+
+    def load(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]], topics: set[str]) -> None:
+        """Merge one partition of the state topic (its records in order) for the given cdc topics: per
+        entity, the state made by the later event wins, so neither an unacknowledged state in memory
+        nor a newer one another worker wrote is lost."""
+        for key, value in records:
+            topic, sep, entity_key = (key or b"").partition(_SEP)
+            name = topic.decode(errors="replace")
+            if not sep or name not in topics or value is None:
+                continue
+            try:
+                data = json.loads(value)
+                offset, fields = int(data["offset"]), data["fields"]
+                fields = None if fields is None else dict(fields)
+            except (ValueError, KeyError, TypeError):
+                continue  # not one of ours: ignored rather than trusted
+            current = self.known.get((name, entity_key))
+            if current is None or current[0] != partition or current[1] < offset:
+                self.known[(name, entity_key)] = (partition, offset, fields)
+
+    def keep_only(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop what belongs to partitions no longer assigned (another worker owns them now)."""
+        for where in [w for w, entry in self.known.items() if (w[0], entry[0]) not in partitions]:
+            del self.known[where]
+
+
+def read_partition(settings: Settings, topic: str, partition: int) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of one partition, from its beginning to its end as of now (no consumer group)."""
+    consumer = Consumer(
+        kafka.client_config(
+            settings, **{"group.id": f"{settings.processor_app_id}-state-load", "enable.auto.commit": False}
+        )
+    )
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        if high <= low:
+            return records
+        consumer.assign([TopicPartition(topic, partition, low)])
+        position = low
+        while position < high:
+            message = consumer.poll(30.0)
+            if message is None:
+                raise ServiceUnavailable(f"{topic}[{partition}]: no record within 30 s at offset {position} of {high}")
+            if message.error():
+                continue
+            records.append((message.key(), message.value()))
+            position = message.offset() + 1
+        return records
+    finally:
+        consumer.close()
