@@ -8,9 +8,10 @@ from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 from contract.catalog import catalog_for
 from contract.codec import Registry
+from contract.departments import load_departments
 from contract.reference import load_regions, publish_regions
 from contract.subjects import register_catalog
-from contract.topics import REF_REGIONS, check_broker, ensure_topics, named, topic_plan
+from contract.topics import REF_DEPARTMENTS, REF_REGIONS, check_broker, ensure_topics, named, topic_plan
 
 
 @dataclass
@@ -18,6 +19,7 @@ class BootstrapReport:
     topics_created: list[str]
     subjects: list[str]
     regions: int
+    departments: int = 0
 
 
 def preflight(settings: Settings, registry: bool = True) -> None:
@@ -36,4 +38,6 @@ def bootstrap(settings: Settings) -> BootstrapReport:
     created = ensure_topics(settings, topic_plan(catalog, settings), settings.topic_replication)
     reports = register_catalog(Registry.for_settings(settings), catalog, settings)
     regions = publish_regions(settings, named(settings, REF_REGIONS), load_regions(settings.regions_csv))
-    return BootstrapReport(created, [r.subject for r in reports], regions)
+    # publish_regions writes any code -> attributes mapping to a compacted topic as JSON.
+    departments = publish_regions(settings, named(settings, REF_DEPARTMENTS), load_departments())
+    return BootstrapReport(created, [r.subject for r in reports], regions, departments)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
+
+from contract.positions import version_of
+from contract.rules import RegionField
 
 # Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
 INGEST_COLUMNS = [
@@ -15,6 +19,30 @@ INGEST_COLUMNS = [
     ("_offset", "Int64"),
     ("ts_stored", "DateTime64(3, 'UTC')"),
 ]
+# The current-state table of `<table>` (one row per entity) and the analysts' view over it.
+STATE_SUFFIX = "_state"
+CURRENT_SUFFIX = "_current"
+VERSION_COLUMN = ("version", "UInt128")
+# The data dictionary of the columns every table has (the payload's come from the Avro `doc`).
+STANDARD_DOCS = {
+    "event_id": "Id of the change: the same change captured twice has the same id (duplicates collapse on it).",
+    "op": "c create, u update, d delete, r snapshot read.",
+    "entity_key": "Primary key of the entity in its source system.",
+    "is_deleted": "The change deleted the entity.",
+    "source_system": "Catalog name of the departmental system the change came from.",
+    "source_department": "Regency office that runs the source system.",
+    "source_entity": "Entity name in the catalog.",
+    "source_position": "Position of the change in the source (orders the changes of one entity).",
+    "ts_source": "When the change happened in the source (UTC).",
+    "ts_emitted": "When the adapter emitted the change (UTC).",
+    "ts_processed": "When the processor validated the change (UTC).",
+    "payload_version": "Version of the entity's payload schema.",
+    "_topic": "Kafka topic the row was read from.",
+    "_partition": "Kafka partition the row was read from.",
+    "_offset": "Kafka offset the row was read from.",
+    "ts_stored": "When the sink stored the row (UTC).",
+    "version": "Order of the entity's changes in its source (from source_position, see contract/positions.py).",
+}
 
 DEAD_LETTERS_TABLE = "dead_letters"
 
@@ -162,6 +190,20 @@ class TableLayout:
     # The types the table actually has (a column made by an earlier schema keeps its type, e.g. a
     # narrower decimal): what values are checked against. Empty: the layout's own types.
     stored: dict[str, str] = field(default_factory=dict)
+    comments: dict[str, str] = field(default_factory=dict)  # column -> data-dictionary text
+    doc: str = ""  # what one entity is (the payload schema's doc)
+
+    @property
+    def state_table(self) -> str:
+        return self.name + STATE_SUFFIX
+
+    @property
+    def current_view(self) -> str:
+        return self.name + CURRENT_SUFFIX
+
+    @property
+    def state_columns(self) -> list[tuple[str, str]]:
+        return [*self.columns, VERSION_COLUMN]
 
     @property
     def names(self) -> list[str]:
@@ -182,42 +224,117 @@ class TableLayout:
         return None
 
 
-def layout_for(table: str, clean_schema: dict[str, Any]) -> TableLayout:
+def column_comments(clean_schema: dict[str, Any]) -> dict[str, str]:
+    """Each column's data-dictionary text: the Avro `doc`, or the standard text of the columns every
+    table has, or (region names the processor adds) what the name is of."""
+    comments = dict(STANDARD_DOCS)
+    for f in clean_schema["fields"]:
+        if f.get("doc"):
+            comments[f["name"]] = f["doc"]
+        if f.get("region") in ("village", "kecamatan"):
+            for name, what in RegionField(f["name"], f["region"], True).enrichment_fields():
+                comments.setdefault(name, f"{what.replace('_', ' ')} of {f['name']}, from ref.regions.")
+    return comments
+
+
+def layout_for(table: str, clean_schema: dict[str, Any], doc: str = "") -> TableLayout:
     columns = [(f["name"], clickhouse_type(f["type"])) for f in clean_schema["fields"]]
     defaults = {f["name"]: d for f in clean_schema["fields"] if (d := default_expression(f)) is not None}
-    return TableLayout(table, columns + INGEST_COLUMNS, defaults)
+    return TableLayout(
+        table,
+        columns + INGEST_COLUMNS,
+        defaults,
+        comments=column_comments(clean_schema),
+        doc=doc or clean_schema.get("doc", ""),
+    )
+
+
+def literal(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _column_list(layout: TableLayout, columns: list[tuple[str, str]]) -> str:
+    return ",\n    ".join(f"`{n}` {t}{_default(layout, n)}{_comment(layout, n)}" for n, t in columns)
+
+
+def _comment(layout: TableLayout, column: str) -> str:
+    return f" COMMENT {literal(layout.comments[column])}" if layout.comments.get(column) else ""
+
+
+def change_log_comment(layout: TableLayout) -> str:
+    return f"Change log (every change; read with FINAL). {layout.doc}".strip()
+
+
+def state_comment(layout: TableLayout) -> str:
+    return f"Current state: one row per entity (read with FINAL; deleted entities hidden). {layout.doc}".strip()
+
+
+# The change log's sorting key: a filter on entity_key reads only that entity's granules. event_id
+# determines entity_key (it is a hash of system, entity, key and position), so the duplicates that
+# ReplacingMergeTree collapses are still exactly the rows with the same event_id.
+CHANGE_LOG_ORDER_BY = "(entity_key, event_id)"
 
 
 def create_table_sql(layout: TableLayout) -> str:
-    cols = ",\n    ".join(f"`{n}` {t}{_default(layout, n)}" for n, t in layout.columns)
-    # ReplacingMergeTree on event_id: a replayed event collapses into one row (read with FINAL).
+    # ReplacingMergeTree on the sorting key: a replayed event collapses into one row (read with FINAL).
+    # Monthly partitions: a filter on time reads only its months; a backfill of decades is ~12 parts a
+    # year, and the sink's inserts lift the 100-partitions-per-insert guard (see table_writer).
     return (
-        f"CREATE TABLE IF NOT EXISTS `{layout.name}` (\n    {cols}\n) ENGINE = ReplacingMergeTree(ts_stored)\n"
-        f"PARTITION BY toYYYYMM(ts_source)\nORDER BY event_id"
+        f"CREATE TABLE IF NOT EXISTS `{layout.name}` (\n    {_column_list(layout, layout.columns)}\n)"
+        f" ENGINE = ReplacingMergeTree(ts_stored)\nPARTITION BY toYYYYMM(ts_source)\n"
+        f"ORDER BY {CHANGE_LOG_ORDER_BY}\nCOMMENT {literal(change_log_comment(layout))}"
+    )
+
+
+def create_state_table_sql(layout: TableLayout) -> str:
+    """One row per entity: the highest version wins, and FINAL leaves out the entities whose last
+    change is a delete. Not partitioned: an entity's versions must meet in one partition to merge."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{layout.state_table}` (\n"
+        f"    {_column_list(layout, layout.state_columns)}\n)"
+        f" ENGINE = ReplacingMergeTree(version, is_deleted)\nORDER BY entity_key\n"
+        f"COMMENT {literal(state_comment(layout))}"
     )
 
 
 def current_view_sql(layout: TableLayout) -> str:
-    """Each entity's latest state (deleted entities left out), for analysts. Replaced whenever the
+    """Each entity's current state for analysts (the name today's queries use). Replaced whenever the
     layout changes, since a view's `*` is fixed when it is created."""
     return (
-        f"CREATE OR REPLACE VIEW `{layout.name}_current` AS\n"
-        f"SELECT * FROM (\n"
-        f"    SELECT * FROM `{layout.name}` FINAL\n"
-        f"    ORDER BY entity_key, ts_source DESC, source_position DESC\n"
-        f"    LIMIT 1 BY entity_key\n"
-        f") WHERE NOT is_deleted\n"
+        f"CREATE OR REPLACE VIEW `{layout.current_view}` AS\n"
+        f"SELECT * FROM `{layout.state_table}` FINAL WHERE NOT is_deleted\n"
+        f"COMMENT {literal('Current state of each entity, deleted ones left out. ' + layout.doc)}"
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def version_column(kind: str, names: list[str], columns: list[list[Any]]) -> list[int]:
+    """The state table's version of each row (columns as inserted; see contract/positions.py)."""
+    positions, times, ops = (columns[names.index(n)] for n in ("source_position", "ts_source", "op"))
+    return [version_of(kind, position, _millis(ts), op) for position, ts, op in zip(positions, times, ops, strict=True)]
+
+
+def _millis(ts: datetime) -> int:
+    """Exact milliseconds since the epoch (a stored DateTime64 reads back without its zone: UTC)."""
+    return ((ts if ts.tzinfo else ts.replace(tzinfo=UTC)) - _EPOCH) // _MS
 
 
 def _default(layout: TableLayout, column: str) -> str:
     return f" DEFAULT {layout.defaults[column]}" if column in layout.defaults else ""
 
 
-def add_columns_sql(layout: TableLayout, missing: list[tuple[str, str]]) -> str:
-    return f"ALTER TABLE `{layout.name}` " + ", ".join(
-        f"ADD COLUMN IF NOT EXISTS `{n}` {t}{_default(layout, n)}" for n, t in missing
+def add_columns_sql(layout: TableLayout, missing: list[tuple[str, str]], table: str | None = None) -> str:
+    return f"ALTER TABLE `{table or layout.name}` " + ", ".join(
+        f"ADD COLUMN IF NOT EXISTS `{n}` {t}{_default(layout, n)}{_comment(layout, n)}" for n, t in missing
     )
+
+
+def comment_columns_sql(table: str, comments: dict[str, str]) -> str:
+    return f"ALTER TABLE `{table}` " + ", ".join(f"COMMENT COLUMN `{n}` {literal(c)}" for n, c in comments.items())
 
 
 _DECIMAL = re.compile(r"^Decimal\((\d+), (\d+)\)$")

@@ -34,7 +34,12 @@ def test_the_file_has_the_roles_profiles_quotas_and_the_writer():
     assert {r.tag for r in ROOT.find("roles")} == {"analyst", "operator", "public"}
     assert {p.tag for p in ROOT.find("profiles")} == {"writer", "analyst", "operator", "public"}
     assert {q.tag for q in ROOT.find("quotas")} >= {"analyst", "operator", "public"}
-    assert [u.tag for u in ROOT.find("users")] == ["writer"]
+    assert [u.tag for u in ROOT.find("users")] == ["writer", "query_api"]
+    query_api = ROOT.find("users/query_api")
+    assert query_api.find("password").get("from_env") == "CLICKHOUSE_QUERY_PASSWORD"
+    assert query_api.find("password").text is None
+    assert (query_api.findtext("profile"), query_api.findtext("quota")) == ("analyst", "analyst")
+    assert grants("users/query_api") == ["GRANT analyst"]  # the role's grants, nothing of its own
     writer = ROOT.find("users/writer")
     assert writer.find("password").get("from_env") == "CLICKHOUSE_WRITER_PASSWORD"
     assert writer.find("password").text is None  # never a password in the file
@@ -42,7 +47,11 @@ def test_the_file_has_the_roles_profiles_quotas_and_the_writer():
 
 
 def test_every_grant_parses_as_clickhouse_sql(client):
-    queries = [q for path in ("roles/analyst", "roles/operator", "roles/public", "users/writer") for q in grants(path)]
+    queries = [
+        q
+        for path in ("roles/analyst", "roles/operator", "roles/public", "users/writer", "users/query_api")
+        for q in grants(path)
+    ]
     assert queries
     for query in queries:
         full = f"{query} {'FROM' if query.startswith('REVOKE') else 'TO'} someone"
@@ -74,7 +83,7 @@ def test_role_grants():
     assert "GRANT SELECT ON backbone.dead_letters_masked" in operator
     assert "GRANT SELECT ON backbone.dead_letters" not in operator  # the raw table: only through the view
     assert not any(q.startswith("GRANT SELECT ON backbone.*") for q in operator)
-    assert public == ["GRANT SELECT ON backbone.public_*"]
+    assert public == ["GRANT SELECT ON backbone.public_*", "GRANT SELECT ON backbone.ready_*"]
     every = " ".join(analyst + operator + public + grants("users/writer")).upper()
     # No sources (table functions), no temporary tables, no writes for the readers, no drops for the writer.
     for word in ("FILE", "URL", "REMOTE", "S3", "SOURCES", "TEMPORARY", "DROP TABLE", "ALL", "DELETE", "TRUNCATE"):
@@ -82,7 +91,7 @@ def test_role_grants():
     assert all("INSERT" not in q and "CREATE" not in q and "ALTER" not in q for q in analyst + operator + public)
 
 
-def test_compose_mounts_the_file_and_the_sink_uses_the_writer():
+def test_compose_mounts_the_file_and_the_sink_writes_as_writer_and_answers_queries_as_query_api():
     compose = yaml.safe_load(COMPOSE.read_text())
     clickhouse, sink = compose["services"]["clickhouse"], compose["services"]["sink"]
     assert (
@@ -92,3 +101,30 @@ def test_compose_mounts_the_file_and_the_sink_uses_the_writer():
     assert "CLICKHOUSE_WRITER_PASSWORD" in clickhouse["environment"]
     assert sink["environment"]["BACKBONE_CLICKHOUSE_DSN"] == "http://writer@clickhouse:8123/backbone"
     assert "CLICKHOUSE_WRITER_PASSWORD" in sink["environment"]["BACKBONE_CLICKHOUSE_PASSWORD"]
+    assert "CLICKHOUSE_QUERY_PASSWORD" in clickhouse["environment"]
+    assert sink["environment"]["BACKBONE_QUERY_CLICKHOUSE_DSN"] == "http://query_api@clickhouse:8123/backbone"
+    assert "CLICKHOUSE_QUERY_PASSWORD" in sink["environment"]["BACKBONE_QUERY_CLICKHOUSE_PASSWORD"]
+
+
+def test_the_query_endpoint_connects_with_its_own_user_when_one_is_named(tmp_path):
+    """On a server, analysts' SQL must not run with the writer's grants: the reader client uses the
+    query DSN and password; without one (the embedded store) it uses the sink's."""
+    from backbone.errors import ServiceUnavailable
+    from backbone.net import free_port
+    from backbone.settings import load_settings
+    from sinks.store import connect
+
+    port = free_port()  # nothing listens: the error names the DSN the client used
+    settings = load_settings(
+        run_dir=tmp_path,
+        clickhouse_dsn=f"http://writer@127.0.0.1:{port}/backbone",
+        query_clickhouse_dsn=f"http://query_api@127.0.0.1:{port}/backbone",
+        query_clickhouse_password="reader-secret",
+    )
+    with pytest.raises(ServiceUnavailable, match="query_api@127.0.0.1"):
+        connect(settings, reader=True)
+    with pytest.raises(ServiceUnavailable, match="writer@127.0.0.1"):
+        connect(settings)
+    shared = load_settings(run_dir=tmp_path, clickhouse_dsn=f"http://writer@127.0.0.1:{port}/backbone")
+    with pytest.raises(ServiceUnavailable, match="writer@127.0.0.1"):
+        connect(shared, reader=True)

@@ -14,18 +14,23 @@ import clickhouse_connect
 import pytest
 
 from backbone.sealing import MAGIC, Sealer
-from backbone.settings import load_settings
+from backbone.settings import PROJECT_ROOT, load_settings
+from contract.catalog import Catalog
 from contract.codec import encode
 from contract.deadletter import dead_letter_headers, header
+from contract.rules import event_id
 from sinks import ddl
-from sinks.clickhouse_sink import Sink, TableWriter
+from sinks.clickhouse_sink import Sink
+from sinks.kpi_tables import KpiTables
 from sinks.store import connect
+from sinks.table_writer import TableWriter
 from tests.fakes import FakeRegistry
 from tests.sinks.test_ddl import CLEAN, T0, TABLE, record
 
 CLEAN_TOPIC = "clean.licensing.permit_application"
 DLQ_TOPICS = ("dlq.processor", "dlq.sink", "dlq.adapter")
 SEALER = Sealer("sink-test-key")
+REGIONS_CSV = PROJECT_ROOT / "data" / "bojonegoro_regions.csv"
 
 
 class FakeMessage:
@@ -78,6 +83,10 @@ def sink(client):
     s = Sink.__new__(Sink)
     s.client, s.writer, s.registry = client, TableWriter(client, 28), FakeRegistry()
     s.dlq_topics, s.tables = DLQ_TOPICS, {CLEAN_TOPIC: TABLE}
+    s.kinds, s.docs, s.reference = {TABLE: "simulator"}, {}, {"ref.regions": "ref_regions"}
+    s.kpi_tables = KpiTables.__new__(KpiTables)  # no KPI topics in these batches
+    s.kpi_tables.client, s.kpi_tables.registry, s.kpi_tables.tables = client, s.registry, {}
+    s.kpi_tables.topics, s.kpi_tables.ready, s.kpi_tables.batch = [], {}, []
     s.dlq, s.sealer, s.stored = FakeProducer(), SEALER, 0
     s.schema_id = s.registry.add(CLEAN)
     return s
@@ -106,6 +115,65 @@ def test_a_batch_spanning_240_months_is_stored(sink, client):
     assert client.query(f"SELECT count(), uniqExact(toYYYYMM(ts_source)) FROM {TABLE}").result_rows == [(240, 240)]
     partitions = client.query(f"SELECT uniqExact(partition) FROM system.parts WHERE table = '{TABLE}' AND active")
     assert partitions.result_rows == [(240,)]
+    assert client.query(f"SELECT count() FROM {TABLE}_state FINAL").result_rows == [(240,)]
+
+
+def test_the_state_table_follows_updates_and_deletes_in_source_order(sink, client):
+    """Fed in the same batch as the change log; a late or repeated change never replaces a newer one."""
+    t = [T0 + timedelta(minutes=m) for m in range(6)]
+    first = [
+        record("A", "c", 1, t[0]),
+        record("B", "c", 2, t[0]),
+        record("A", "u", 5, t[2], status="VERIFIED"),
+        record("C", "c", 3, t[1]),
+    ]
+    sink.write_batch([clean_message(sink, i, r) for i, r in enumerate(first)])
+    second = [
+        record("B", "d", 6, t[3]),
+        record("A", "u", 4, t[4], status="REJECTED"),  # an earlier change delivered late (its clock ran ahead)
+        first[2],  # a duplicate delivery
+        record("C", "u", 7, t[5], status="VERIFIED"),
+        record("C", "u", 8, t[5], status="REJECTED"),  # same millisecond: the position decides
+    ]
+    sink.write_batch([clean_message(sink, 10 + i, r) for i, r in enumerate(second)])
+    current = client.query(f"SELECT entity_key, status FROM {TABLE}_current ORDER BY entity_key").result_rows
+    assert current == [("A", "VERIFIED"), ("C", "REJECTED")]
+    state = client.query(f"SELECT entity_key, version FROM {TABLE}_state FINAL ORDER BY entity_key").result_rows
+    assert state == [("A", 5), ("C", 8)]  # B's delete hides it under FINAL
+    assert client.query(f"SELECT count() FROM {TABLE} FINAL").result_rows == [(8,)]
+
+
+def test_reference_topics_fill_the_dimensions(sink, client):
+    """ref.regions and ref.departments as the bootstrap publishes them; a tombstone removes a code and
+    a record that is not JSON becomes a dead letter."""
+    import json
+
+    from contract.departments import load_departments
+    from contract.reference import load_regions
+    from sinks import migrations
+
+    migrations.migrate(client, Catalog([]))
+    sink.reference = {"ref.regions": "ref_regions", "ref.departments": "ref_departments"}
+    regions = load_regions(REGIONS_CSV)
+    departments = load_departments()
+    batch = [
+        FakeMessage("ref.regions", i, json.dumps(v).encode(), json.dumps(c).encode())
+        for i, (c, v) in enumerate(regions.items())
+    ]
+    batch += [
+        FakeMessage("ref.departments", i, json.dumps(v).encode(), json.dumps(c).encode())
+        for i, (c, v) in enumerate(departments.items())
+    ]
+    batch += [FakeMessage("ref.departments", 999, None, b'"DISDIK"'), FakeMessage("ref.regions", 999, b"{", b'"x"')]
+    sink.write_batch(batch)
+    villages = client.query("SELECT village_type, count() FROM dim_village GROUP BY ALL ORDER BY 1").result_rows
+    assert villages == [("desa", 419), ("kelurahan", 11)]
+    assert client.query("SELECT count() FROM dim_kecamatan").result_rows == [(28,)]
+    assert client.query("SELECT count() FROM dim_village WHERE kecamatan_name = ''").result_rows == [(0,)]
+    got = client.query("SELECT count(), countIf(department_code = 'DISDIK') FROM dim_department").result_rows
+    assert got == [(len(departments) - 1, 0)]
+    [letter] = sink.dlq.produced
+    assert header(letter["headers"], "error.reason").startswith("unstorable: reference record")
 
 
 @pytest.mark.parametrize(
@@ -221,3 +289,42 @@ def test_the_chdb_folder_is_private(tmp_path, existing):
         assert stat.S_IMODE(settings.chdb_path.stat().st_mode) == 0o700
     finally:
         client.close()
+
+
+# Source positions of three changes of one entity, in source order, as each adapter kind writes them.
+POSITIONS = {
+    "postgres_cdc": ["0000000000000000-snapshot", "00000000016B3A10-0000000002", "00000000016B3A10-0000000010"],
+    "mariadb_binlog": ["00000001:0000000004:000000", "00000001:0000001200:000003", "00000002:0000000004:000000"],
+    "query_poll": [
+        "2025-03-03T02:00:00.000000Z|X",
+        "2025-03-03T02:05:00.000000Z|X",
+        "2025-03-03T02:05:00.000000Z|X|deleted",  # a hard delete found by reconciliation
+    ],
+    "file_drop": ["f" * 16 + ":00000009", "0" * 16 + ":00000002", "7" * 16 + ":00000001"],  # files dropped in turn
+    "http_push": ["7", "8", "12"],
+    "simulator": ["000000000001", "000000000002", "000000000003"],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(POSITIONS))
+def test_updates_and_deletes_of_every_adapter_kind_reach_the_state_table(sink, client, kind):
+    """Delivered newest first (a re-read after a crash, a replay): the state still ends at the delete."""
+    sink.kinds = {TABLE: kind}
+    first, second, third = POSITIONS[kind]
+    t = [T0 + timedelta(minutes=m) for m in range(3)]
+    changes = [
+        at(record("X", "c", 0, t[0]), first),
+        at(record("X", "u", 0, t[1], status="VERIFIED"), second),
+        at(record("X", "d", 0, t[2]), third),
+        at(record("Y", "c", 0, t[0]), first),
+        at(record("Y", "u", 0, t[1], status="REJECTED"), second),
+    ]
+    for i, change in enumerate(reversed(changes)):
+        sink.write_batch([clean_message(sink, i, change)])
+    assert client.query(f"SELECT entity_key, status FROM {TABLE}_current").result_rows == [("Y", "REJECTED")]
+    assert client.query(f"SELECT count() FROM {TABLE}_state FINAL").result_rows == [(1,)]
+
+
+def at(rec: dict[str, Any], position: str) -> dict[str, Any]:
+    """A clean record moved to another source position (and so another event id)."""
+    return {**rec, "source_position": position, "event_id": event_id("sim", "permit", rec["entity_key"], position)}

@@ -16,7 +16,7 @@ from contract.reference import load_regions, villages
 from contract.rules import PayloadRules, clean_event, event_id
 from simulators.licensing import LicensingOffice
 from sinks import ddl
-from sinks.clickhouse_sink import TableWriter
+from sinks.table_writer import TableWriter
 
 PAYLOAD = json.loads((PROJECT_ROOT / "schemas" / "licensing" / "permit_application.avsc").read_text())
 CLEAN = PayloadRules.from_schema(PAYLOAD).clean_schema()
@@ -121,7 +121,9 @@ def insert(writer: TableWriter, schema_id: int, schema: dict[str, Any], records:
         }
         for r in records
     ]
-    writer.insert(TABLE, layout.names, [[row.get(n) for row in rows] for n in layout.names])
+    columns = [[row.get(n) for row in rows] for n in layout.names]
+    writer.insert(TABLE, layout.names, columns)
+    writer.insert_state(TABLE, layout.names, columns, "simulator")  # as the sink does, same batch
 
 
 def test_table_writer_creates_the_table_from_the_clean_schema(client):

@@ -25,12 +25,16 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
     writer.command("INSERT INTO permits VALUES (1, 'submitted'), (2, 'approved')")
     secret = run_dir / "pii.key"
     secret.write_text("the-pseudonymisation-key")
-    server = QueryServer(clickhouse_connect.get_client(dsn=settings.effective_clickhouse_dsn), settings)
+    reader = clickhouse_connect.get_client(dsn=settings.effective_clickhouse_dsn)
+    server = QueryServer(reader, settings)
     port = server.start()
     try:
         yield f"http://127.0.0.1:{port}/", run_dir
     finally:
         server.stop()
+        # chDB serves one folder per process at a time: the next module's store opens only after this.
+        reader.close()
+        writer.close()
 
 
 def ask(url: str, sql: str) -> requests.Response:
