@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     registry_url: str = ""  # Confluent-compatible API, e.g. http://127.0.0.1:8080/apis/ccompat/v7
     clickhouse_dsn: str = ""  # chdb:///path (embedded) or http://user@host:8123/db (server)
     clickhouse_password: SecretStr = SecretStr("")
+    # The query endpoint's own ClickHouse user on a server (an analyst-role user, not the sink's
+    # writer): empty means the sink's DSN (the embedded store, where the read-only settings apply).
+    query_clickhouse_dsn: str = ""
+    query_clickhouse_password: SecretStr = SecretStr("")
     # Kafka client security, used by every client through backbone/kafka.py (librdkafka and Faust).
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
@@ -51,6 +55,9 @@ class Settings(BaseSettings):
     catalog_dir: Path = PROJECT_ROOT / "catalog"
     schemas_dir: Path = PROJECT_ROOT / "schemas"
     regions_csv: Path = PROJECT_ROOT / "data" / "bojonegoro_regions.csv"
+    # KPI declarations (one file per domain) and the working-day calendar their service levels use.
+    kpi_dir: Path = PROJECT_ROOT / "kpis"
+    holidays_csv: Path = PROJECT_ROOT / "data" / "holidays_id.csv"
 
     # Keyed hash for personal data. Production: set BACKBONE_PII_KEY from a secret store.
     # Local mode: a random key is created once in run_dir/pii.key (never in the repo).
@@ -69,6 +76,7 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(default=2000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     processor_app_id: str = "backbone-processor"
+    kpi_app_id: str = "backbone-kpi"
 
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
@@ -80,6 +88,7 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     producer_metrics_port: int = Field(default=0, ge=0, le=65535)
     processor_metrics_port: int = Field(default=0, ge=0, le=65535)
+    kpi_metrics_port: int = Field(default=0, ge=0, le=65535)
     sink_metrics_port: int = Field(default=0, ge=0, le=65535)
     query_port: int = Field(default=0, ge=0, le=65535)
     query_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -44,14 +44,21 @@ def prepare() -> None:
 
 
 @app.command()
-def init() -> None:
-    """Create the topics, register the schemas and publish the reference data."""
+def init(
+    acls: Annotated[bool, typer.Option(help="grant each stage's Kafka user its ACLs (run as the admin user)")] = False,
+) -> None:
+    """Create the topics, register the schemas, publish the reference data and migrate the store."""
+    from contract.acls import grant_stage_acls
     from contract.bootstrap import bootstrap
+    from sinks.migrations import migrate_store
 
     report = bootstrap(_settings())
     out.print(
         f"topics created: {len(report.topics_created)}; subjects: {len(report.subjects)}; regions: {report.regions}"
     )
+    out.print(migrate_store(_settings()))  # every table and view of the catalog
+    if acls:
+        out.print(f"Kafka ACLs granted: {grant_stage_acls(_settings())}")
 
 
 @app.command()
@@ -79,6 +86,14 @@ def processor() -> None:
     from stream_processors.service import run_processor
 
     run_processor(_settings())
+
+
+@app.command()
+def kpi() -> None:
+    """Run the KPI worker: the KPIs declared in kpis/ from clean.* into kpi.* topics."""
+    from stream_processors.kpi_service import run_kpi
+
+    run_kpi(_settings())
 
 
 @app.command()
@@ -252,11 +267,22 @@ def schemas_register() -> None:
 
 
 @app.command()
-def status() -> None:
-    """Show what the running demo serves and each stage's counters."""
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="each stage and system healthy, degraded or down, with the reason")
+    ] = False,
+) -> None:
+    """Show what the running demo serves and each stage's counters (--json: health; exit 0, 1 degraded, 2 down)."""
+    settings = _settings()
+    if as_json:
+        from contract.catalog import catalog_for
+        from devstack.status import ORDER, collect_status
+
+        report = collect_status(settings.run_dir, catalog_for(settings))
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        raise typer.Exit(ORDER.index(report["status"]))
     from devstack.progress import collect, render
 
-    settings = _settings()
     out.print(render(collect(settings.run_dir)))
 
 
@@ -292,7 +318,9 @@ def main() -> None:
     os.umask(0o077)
     try:
         load_settings()  # bad settings: one clear line before anything starts
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns a command's typer.Exit code instead of raising it
+            sys.exit(code)
     except UserError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -281,7 +281,12 @@ def _input_error(path: Path, lines: dict[Loc, int], error: ErrorDetails) -> Inpu
     return InputError(f"{where}: field {_dotted(loc)!r} {_problem(error)}")
 
 
-def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> SourceSystem:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated_yaml(path: Path, model: type[M], context: dict[str, Any] | None = None) -> tuple[M, dict[Loc, int]]:
+    """A YAML file validated by `model`, with the line of each field; the first problem is one
+    InputError naming the file, line, field and value (the catalog's and the KPI files' way)."""
     try:
         text = path.read_text()
         node = yaml.compose(text)
@@ -294,9 +299,13 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         raise InputError(f"{path}: expected a mapping at the top level, found {type(doc).__name__}")
     lines = _node_lines(node)
     try:
-        model = _SystemFile.model_validate(doc, context={"schemas_dir": schemas_dir})
+        return model.model_validate(doc, context=context), lines
     except ValidationError as exc:
         raise _input_error(path, lines, exc.errors(include_url=False)[0]) from None
+
+
+def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> SourceSystem:
+    model, lines = validated_yaml(path, _SystemFile, {"schemas_dir": schemas_dir})
     entities = tuple(
         Entity(
             model.system,

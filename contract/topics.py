@@ -13,8 +13,11 @@ from backbone.errors import ServiceUnavailable
 from backbone.net import port_open
 from backbone.settings import Settings
 from contract.catalog import Catalog
+from contract.kpis import kpis_for
 
 REF_REGIONS = "ref.regions"
+REF_DEPARTMENTS = "ref.departments"
+STATE_LIFECYCLE = "state.lifecycle"
 DLQ_ADAPTER = "dlq.adapter"
 DLQ_PROCESSOR = "dlq.processor"
 DLQ_SINK = "dlq.sink"
@@ -38,6 +41,9 @@ def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
     n = settings.topic_partitions
     plan = [
         TopicSpec(named(settings, REF_REGIONS), 1, {"cleanup.policy": "compact"}),
+        # The processor's last lifecycle state per entity, partitioned like the cdc topics.
+        TopicSpec(named(settings, STATE_LIFECYCLE), n, {"cleanup.policy": "compact"}),
+        TopicSpec(named(settings, REF_DEPARTMENTS), 1, {"cleanup.policy": "compact"}),
         # Dead letters are kept four weeks: long enough for a department to fix and replay.
         TopicSpec(named(settings, DLQ_ADAPTER), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, DLQ_PROCESSOR), 1, {"retention.ms": str(4 * WEEK_MS)}),
@@ -47,6 +53,8 @@ def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
     for entity in catalog.entities:
         plan.append(TopicSpec(entity.cdc_topic, n, {"retention.ms": str(WEEK_MS)}))
         plan.append(TopicSpec(entity.clean_topic, n, {"retention.ms": str(WEEK_MS)}))
+    # One compacted record per KPI group and window: the latest value of each is kept.
+    plan += [TopicSpec(kpi.topic, 1, {"cleanup.policy": "compact"}) for kpi in kpis_for(settings, catalog)]
     return plan
 
 

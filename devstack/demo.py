@@ -36,12 +36,14 @@ def stage_children(
         "BACKBONE_SINK_METRICS_PORT": str(settings.sink_metrics_port or free_port()),
         "BACKBONE_QUERY_PORT": str(settings.query_port or free_port()),
         "BACKBONE_PROCESSOR_METRICS_PORT": str(settings.processor_metrics_port or free_port()),
+        "BACKBONE_KPI_METRICS_PORT": str(settings.kpi_metrics_port or free_port()),
         "BACKBONE_PRODUCER_METRICS_PORT": str(settings.producer_metrics_port or free_port()),
     }
     env = {**env, **ports, "BACKBONE_RUN_DIR": str(settings.run_dir)}
     children = [
         Child("sink", [*cli, "sink"], logs / "sink.log", env=env, stop_timeout=20),
         Child("processor", [*cli, "processor"], logs / "processor.log", env=env, stop_timeout=20),
+        Child("kpi", [*cli, "kpi"], logs / "kpi.log", env=env, stop_timeout=20),
     ]
     if systems is None:
         simulate = [*cli, "simulate", "all", "--rate", str(rate), "--bad-ratio", str(bad_ratio)]

@@ -8,7 +8,6 @@ sink's dlq topic and the rest of its batch is stored: one message never stops th
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -28,8 +27,11 @@ from contract.catalog import Catalog, catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, schema_id_of
 from contract.deadletter import Output, RawEvent, dead_letter, header
 from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
-from sinks import ddl
+from contract.workdays import load_calendar
+from sinks import ddl, dimensions, migrations
+from sinks.kpi_tables import KpiTables
 from sinks.store import connect
+from sinks.table_writer import TableWriter
 
 STAGE = "sink"
 _TRY_AGAIN = {
@@ -47,66 +49,15 @@ _LOST_ASSIGNMENT = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERAT
 
 class _RetriableCommit(Exception):
     """A commit the broker asked to try again (coordinator loading or moving, a timeout)."""
+
+
 log = logging.getLogger(__name__)
 
-# A batch of history (a backfill of 20 years) spans up to one partition per month. ClickHouse's
-# guard (default 100 partitions per INSERT block) is lifted for the sink's own inserts rather than
-# splitting each insert by month: either way the insert makes one part per month it touches, so
-# splitting would only add round trips and cut one batch into several inserts. The guard is there
-# to catch a too fine PARTITION BY key; ours is monthly, and an insert holds at most
-# sink_batch_size rows, so at most that many parts.
-INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
 # What the client raises when it cannot turn a value into its column's type: the same on every
 # attempt, so not retried; the rows that cause it are found and dead-lettered instead.
 _VALUE_ERRORS = (DataError, ValueError, TypeError, ArithmeticError)
 # DateTime64's range: a header outside it is replaced by the time of storing.
 _TS_MIN, _TS_MAX = datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, tzinfo=UTC)
-
-
-class TableWriter:
-    """Creates and evolves the tables, and turns decoded records into columns."""
-
-    def __init__(self, client: Any, dead_letter_retention_days: int = 28) -> None:
-        self.client = client
-        self.layouts: dict[tuple[str, int], ddl.TableLayout] = {}
-        self.known_columns: dict[str, set[str]] = {}
-        self.client.command(ddl.dead_letters_ddl(dead_letter_retention_days))
-        columns = self.client.query(
-            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {table:String}",
-            parameters={"table": ddl.DEAD_LETTERS_TABLE},
-        )
-        if "letter_id" not in {row[0] for row in columns.result_rows}:
-            self.client.command(ddl.DEAD_LETTERS_ADD_LETTER_ID)
-        # An existing table gets the retention too (made before it existed, or the setting changed);
-        # only when it differs, since a MODIFY TTL rewrites the table's parts.
-        engine = self.client.query(
-            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {table:String}",
-            parameters={"table": ddl.DEAD_LETTERS_TABLE},
-        ).result_rows
-        if not engine or f"TTL {ddl.dead_letters_ttl(dead_letter_retention_days)} " not in f"{engine[0][0]} ":
-            self.client.command(ddl.dead_letters_modify_ttl(dead_letter_retention_days))
-        self.client.command(ddl.DEAD_LETTERS_MASKED_DDL)
-
-    def layout(self, table: str, schema_id: int, clean_schema: dict[str, Any]) -> ddl.TableLayout:
-        layout = self.layouts.get((table, schema_id))
-        if layout is not None:
-            return layout
-        layout = ddl.layout_for(table, clean_schema)
-        self.client.command(ddl.create_table_sql(layout))
-        existing = {row[0]: row[1] for row in self.client.query(f"DESCRIBE TABLE `{table}`").result_rows}
-        missing = [(n, t) for n, t in layout.columns if n not in existing]
-        if missing:  # a new optional field in the schema: a new column, old rows get its default
-            self.client.command(ddl.add_columns_sql(layout, missing))
-        self.client.command(ddl.current_view_sql(layout))
-        layout = dataclasses.replace(layout, stored={**dict(layout.columns), **existing})
-        self.layouts[(table, schema_id)] = layout
-        return layout
-
-    def insert(self, table: str, names: list[str], columns: list[list[Any]]) -> None:
-        started = time.perf_counter()
-        self.client.insert(table, columns, column_names=names, column_oriented=True, settings=INSERT_SETTINGS)
-        metrics.SINK_INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
-        metrics.SINK_BATCH_SIZE.labels(table).observe(len(columns[0]) if columns else 0)
 
 
 class Sink:
@@ -117,9 +68,17 @@ class Sink:
         self.catalog = catalog or catalog_for(settings)
         self.registry = Registry.for_settings(settings)
         self.writer = TableWriter(self.client, settings.dead_letter_retention_days)
+        # Every table and view exists before the first event (the same migrations as `backbone init`).
+        holidays = load_calendar(settings.holidays_csv).days_off
+        migrations.migrate(self.client, self.catalog, settings.dead_letter_retention_days, holidays)
         self.dlq_topics = tuple(named(settings, t) for t in (DLQ_PROCESSOR, DLQ_SINK, DLQ_ADAPTER))
-        self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics)
+        self.reference = {named(settings, topic): table for topic, table in dimensions.REFERENCE_TABLES.items()}
+        self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics) + list(self.reference)
         self.tables = {e.clean_topic: e.table for e in self.catalog.entities}
+        self.kpi_tables = KpiTables(self.client, self.registry, settings, self.catalog)
+        self.topics += self.kpi_tables.topics
+        self.kinds = migrations.adapter_kinds(self.catalog)
+        self.docs = {e.clean_topic: e.payload_schema().get("doc", "") for e in self.catalog.entities}
         self.consumer = Consumer(
             kafka.client_config(
                 settings,
@@ -166,12 +125,30 @@ class Sink:
         dead_rows: list[list[Any]] = []
         dead_messages: list[Message] = []
         dead_letters_out: list[Output] = []
+        reference_rows: dict[str, tuple[list[list[Any]], list[Message]]] = {}
+        for topic, n in metrics.count_by(batch, lambda m: m.topic()).items():
+            metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
         for msg in batch:
             topic = msg.topic()
-            metrics.EVENTS_IN.labels(STAGE, topic).inc()
             if topic in self.dlq_topics:
                 dead_rows.append(self._dead_letter_row(msg, now))
                 dead_messages.append(msg)
+                continue
+            if self.kpi_tables.take(msg):
+                continue
+            if topic in self.reference:
+                table = self.reference[topic]
+                try:
+                    row = dimensions.reference_row(
+                        table, msg.key(), msg.value(), topic, msg.partition(), msg.offset(), now
+                    )
+                except ValueError as exc:
+                    dead_letters_out.append(
+                        self._dead_letter(msg, f"unstorable: reference record: {exc}", "unstorable")
+                    )
+                    continue
+                reference_rows.setdefault(table, ([], []))[0].append(row)
+                reference_rows[table][1].append(msg)
                 continue
             try:
                 schema_id = schema_id_of(msg.value())
@@ -181,7 +158,7 @@ class Sink:
                 dead_letters_out.append(self._dead_letter(msg, f"undecodable: {exc}", "undecodable"))
                 continue
             table = self.tables[topic]
-            layout = self.writer.layout(table, schema_id, clean_schema)
+            layout = self.writer.layout(table, schema_id, clean_schema, self.docs.get(topic, ""))
             names, columns, messages = tables.setdefault(table, (layout.names, [[] for _ in layout.names], []))
             if names != layout.names:  # the batch spans a schema change: flush what we have first
                 dead_letters_out += self._insert(table, names, columns, messages, now)
@@ -202,6 +179,10 @@ class Sink:
             messages.append(msg)
         for table, (names, columns, messages) in tables.items():
             dead_letters_out += self._insert(table, names, columns, messages, now)
+        dead_letters_out += self.kpi_tables.flush(self._dead_letter)
+        for table, (rows, messages) in reference_rows.items():
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            dead_letters_out += self._insert(table, dimensions.COLUMNS[table], columns, messages, now)
         if dead_rows:
             dead_columns = [list(column) for column in zip(*dead_rows, strict=True)]
             dead_letters_out += self._insert(
@@ -274,13 +255,17 @@ class Sink:
         )
 
     def _store(self, table: str, names: list[str], columns: list[list[Any]]) -> Exception | None:
-        """One insert, retried (6 attempts in all) while the store fails, then the sink stops without
-        committing. Returns the client's error when it cannot convert a value (not retried)."""
+        """One insert (an entity's rows: into its state table, then its change log), retried (6
+        attempts in all) while the store fails, then the sink stops without committing. Returns the
+        client's error when it cannot convert a value (not retried). The state goes first: once the
+        change log shows a change, the current state has it too (both inserts are idempotent)."""
         problem: Exception | None = None
         try:
             for attempt in retrying("store", stage=STAGE, what="insert"):
                 with attempt:
                     try:
+                        if table in self.kinds:
+                            self.writer.insert_state(table, names, columns, self.kinds[table])
                         self.writer.insert(table, names, columns)
                     except _VALUE_ERRORS as exc:
                         problem = exc
@@ -289,7 +274,7 @@ class Sink:
         return problem
 
     def _stored(self, table: str, names: list[str], columns: list[list[Any]], now: datetime) -> None:
-        if table == ddl.DEAD_LETTERS_TABLE:
+        if table not in self.kinds:  # dead letters, reference data
             return
         ts_index = names.index("ts_source")
         freshness = metrics.FRESHNESS.labels(table)
@@ -334,15 +319,17 @@ class Sink:
             if high < 0:  # not fetched yet
                 continue
             position = tp.offset if tp.offset >= 0 else _low
-            metrics.CONSUMER_LAG.labels(STAGE, f"{tp.topic}[{tp.partition}]").set(max(0, high - position))
+            metrics.CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(max(0, high - position))
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
         self.consumer.subscribe(self.topics)
         metrics.UP.labels(STAGE).set(1)
+        heartbeat = metrics.Heartbeat(STAGE)
         last_lag = 0.0
         try:
             while not self.stopping.is_set():
+                heartbeat.beat()
                 batch = self._poll_batch()
                 if batch:
                     self.write_batch(batch)
