@@ -37,9 +37,9 @@ from contract.catalog import catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, encode, subject_for
 from contract.kpis import Kpi, kpis_for, value_schema
 from contract.workdays import load_calendar
+from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped
 from stream_processors.kpi_measures import Aggregate
 from stream_processors.kpi_state import AggKey, KpiEngine, slot
-from stream_processors.ledger_timers import install_ledger_timers
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
 log = logging.getLogger(__name__)
@@ -119,20 +119,7 @@ def build_app(settings: Settings) -> faust.App:
     engine = KpiEngine.for_catalog(kpis, load_calendar(settings.holidays_csv), catalog)
     registry = Registry.for_settings(settings)
     output = KpiOutput(settings, registry, kpis)
-    app = faust.App(
-        settings.kpi_app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=kafka.faust_credentials(settings),
-        value_serializer="raw",
-        key_serializer="raw",
-        store="rocksdb://",
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        datadir=str(settings.run_dir / "kpi"),
-        broker_max_poll_records=settings.processor_batch_size,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
-    )
+    app = new_app(settings, settings.kpi_app_id, "rocksdb://", "kpi")
     # entity id -> {"v": version of the last change applied, "c": {KPI slot: contribution}}, as
     # UTF-8 and JSON bytes (the app's serializers are raw).
     entities = app.Table("entities", key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
@@ -243,8 +230,4 @@ def _key_tuple(kpi: Kpi, key: str) -> AggKey:
 
 def run_kpi_worker(settings: Settings) -> None:
     """Run the worker until SIGTERM or SIGINT."""
-    app = build_app(settings)
-    metrics.UP.labels(STAGE).set(1)
-    loglevel = "info" if settings.log_level == "debug" else "warn"
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    run_until_stopped(build_app(settings), settings, STAGE)

@@ -26,7 +26,7 @@ from contract.codec import Registry
 from contract.deadletter import Output, RawEvent
 from contract.topics import DLQ_PROCESSOR, REF_REGIONS, STATE_LIFECYCLE, named
 from stream_processors.cleaning import DEFAULT_MAX_MESSAGE_BYTES, STAGE, Cleaner
-from stream_processors.ledger_timers import install_ledger_timers
+from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped
 from stream_processors.lifecycle import LifecycleState, read_partition
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
 
@@ -49,20 +49,12 @@ def build_app(settings: Settings) -> faust.App:
     preflight(settings)
     catalog = catalog_for(settings)
     registry = Registry.for_settings(settings)
-    app = faust.App(
+    app = new_app(
+        settings,
         settings.processor_app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=kafka.faust_credentials(settings),
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        datadir=str(settings.run_dir / "faust"),
+        "memory://",
+        "faust",
         stream_buffer_maxsize=4 * settings.processor_batch_size,
-        broker_max_poll_records=settings.processor_batch_size,
-        broker_commit_every=10_000,
-        broker_commit_interval=1.0,
     )
     regions = app.tables.add(
         ReferenceTable(
@@ -205,10 +197,5 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the worker until SIGTERM or SIGINT (Faust stops the agent, flushes and commits)."""
-    app = build_app(settings)
-    metrics.UP.labels(STAGE).set(1)
-    # Faust is chatty: its info log only when ours is at debug.
-    loglevel = "info" if settings.log_level == "debug" else "warn"
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    """Run the worker until SIGTERM or SIGINT."""
+    run_until_stopped(build_app(settings), settings, STAGE)

@@ -28,6 +28,11 @@ def client(tmp_path_factory):
     c.close()
 
 
+def keyed(client: Any, sql: str) -> dict[Any, tuple]:
+    """Rows by their first column."""
+    return {r[0]: tuple(r[1:]) for r in rows(client, sql)}
+
+
 def rows(client: Any, sql: str) -> list[tuple]:
     return client.query(sql).result_rows
 
@@ -79,14 +84,11 @@ def test_budget_absorption_per_month_with_rollup(client):
 
 
 def test_village_funds_every_desa_with_zeros(client):
-    got = {
-        r[0]: r[1:]
-        for r in rows(
-            client,
-            "SELECT village_code, fiscal_year, allocation, received, spent, balance, "
-            "stage_reached FROM ready_village_funds",
-        )
-    }
+    got = keyed(
+        client,
+        "SELECT village_code, fiscal_year, allocation, received, spent, balance, "
+        "stage_reached FROM ready_village_funds",
+    )
     assert len(got) == 419
     assert got[D1] == (2025, 1500, 900, 150, 750, "TAHAP_2")
     assert got[D2] == (2025, 800, 0, 70, -70, "ALLOCATED")
@@ -180,14 +182,11 @@ def test_projects_against_their_planned_progress(client):
 
 
 def test_projects_per_kecamatan_with_zeros(client):
-    got = {
-        r[0]: r[1:]
-        for r in rows(
-            client,
-            "SELECT kecamatan_code, projects, contract_value, physical_progress_pct, "
-            "financial_progress_pct, behind_schedule FROM ready_infrastructure_by_kecamatan",
-        )
-    }
+    got = keyed(
+        client,
+        "SELECT kecamatan_code, projects, contract_value, physical_progress_pct, "
+        "financial_progress_pct, behind_schedule FROM ready_infrastructure_by_kecamatan",
+    )
     assert len(got) == 28
     assert got[KEC_A] == (2, 4000, 41.25, 35.0, 1)
     assert got[KEC_B] == (1, 500, 100.0, 95.0, 0)

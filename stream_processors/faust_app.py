@@ -1,6 +1,6 @@
-"""The Faust timers that go with an OffsetLedger (offsets.py), shared by the processor and the KPI
-worker: commit what the ledger allows, and read again a partition that stands still below the end
-of its log."""
+"""What the processor and the KPI worker share of Faust: the app's settings, and the timers that go
+with an OffsetLedger (offsets.py): commit what the ledger allows, and read again a partition that
+stands still below the end of its log."""
 
 from __future__ import annotations
 
@@ -11,12 +11,34 @@ from collections.abc import Collection
 import faust
 from faust.types import TP
 
-from backbone import metrics
+from backbone import kafka, metrics
+from backbone.settings import Settings
 from stream_processors.offsets import OffsetLedger
 
 log = logging.getLogger(__name__)
 
 STALL_SECONDS = 15
+
+
+def new_app(settings: Settings, app_id: str, store: str, datadir: str, **extra: object) -> faust.App:
+    """A Faust app on the configured (and secured) Kafka, raw keys and values, no web server, and
+    batches of `processor_batch_size`; offsets are the ledger's business (commit settings are Faust's
+    fallbacks only)."""
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=kafka.faust_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store=store,
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        datadir=str(settings.run_dir / datadir),
+        broker_max_poll_records=settings.processor_batch_size,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        **extra,
+    )
 
 
 def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collection[str], stage: str) -> None:
@@ -75,3 +97,12 @@ def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collecti
     @app.on_partitions_revoked.connect
     async def _forget_revoked(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
         ledger.forget((tp.topic, tp.partition) for tp in revoked)
+
+
+def run_until_stopped(app: faust.App, settings: Settings, stage: str) -> None:
+    """Run a Faust worker until SIGTERM or SIGINT (Faust stops the agents, flushes and commits)."""
+    metrics.UP.labels(stage).set(1)
+    # Faust is chatty: its info log only when ours is at debug.
+    loglevel = "info" if settings.log_level == "debug" else "warn"
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
