@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # Everything: the linters, then every test against the real services.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # The fast tests alone (no local stack, no large volumes): under a minute.
 test-unit: $(STAMP)

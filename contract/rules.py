@@ -231,6 +231,24 @@ class PayloadRules:
     def version(self) -> int:
         return int(self.schema.get("version", 1))
 
+    @cached_property
+    def reachable(self) -> dict[str, dict[str, list[str]]]:
+        """Per status field: the statuses reachable from each status through one or more allowed
+        moves (what a source that is only seen now and then - a poll, a daily file - may show next)."""
+        closure: dict[str, dict[str, list[str]]] = {}
+        for name, moves in self.transitions.items():
+            closure[name] = {}
+            for start in moves:
+                seen: list[str] = []
+                frontier = list(moves.get(start, []))
+                while frontier:
+                    status = frontier.pop()
+                    if status not in seen:
+                        seen.append(status)
+                        frontier.extend(moves.get(status, []))
+                closure[name][start] = sorted(seen)
+        return closure
+
     def clean_schema(self) -> dict[str, Any]:
         """The flat record on clean.* topics and in the sink's tables."""
         fields: list[dict[str, Any]] = copy.deepcopy(CLEAN_META_FIELDS)
@@ -340,7 +358,8 @@ def clean_event(
     """Validate one decoded change event and turn it into a clean record, or raise Rejected.
 
     `prior`: the entity's lifecycle fields as the processor last saw them, the `before` of an update
-    that carries none (file drops, query polling). A delete is judged on its `before` state alone:
+    that carries none (file drops, query polling), from which the new status must be reachable.
+    A delete is judged on its `before` state alone:
     a delete of a key never seen is accepted like any other (the change log keeps it; the current
     state has nothing to hide)."""
     now = now or datetime.now(UTC)
@@ -383,10 +402,15 @@ def clean_event(
                 f"field {name!r} value {shown(rules, secret, name, state.get(name))}: "
                 f"not a valid initial state ({', '.join(allowed)})"
             )
-    # File drops and query polling have no before image: the processor's last state stands in.
-    before = event.get("before") or prior
-    if op == "u" and rules.transitions and before is not None:
-        for name, moves in rules.transitions.items():
+    # File drops and query polling have no before image: the processor's last state stands in. Such a
+    # source is seen only now and then (and a rejected row is never seen), so from the last state a
+    # change may skip statuses: it must be reachable, not one move away.
+    before = event.get("before")
+    allowed_moves = rules.transitions
+    if before is None and prior is not None:
+        before, allowed_moves = prior, rules.reachable
+    if op == "u" and allowed_moves and before is not None:
+        for name, moves in allowed_moves.items():
             old, new = before.get(name), state.get(name)
             if old != new and new not in moves.get(old, []):
                 if name in rules.pii:

@@ -39,7 +39,7 @@ from contract.deadletter import Output, RawEvent, dead_letter
 from contract.rules import PayloadRules, Rejected, check_message_key, clean_event, full_name, scope_secret
 from contract.subjects import payload_of
 from contract.topics import DLQ_PROCESSOR
-from stream_processors.lifecycle import LifecycleState
+from stream_processors.lifecycle import LifecycleState, change_version
 
 STAGE = "processor"
 # librdkafka's default message.max.bytes (backbone.kafka's profiles keep it).
@@ -69,6 +69,7 @@ class Plan:
     clean_id: int
     clean_parsed: Any
     secret: bytes  # the pseudonymisation key of the entity's scope
+    adapter_kind: str  # how the source's positions order its changes (contract/positions.py)
 
 
 def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> int:
@@ -79,7 +80,7 @@ def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str
     return size
 
 
-LifecycleUpdate = tuple[LifecycleState, dict[str, Any] | None]
+LifecycleUpdate = tuple[LifecycleState, int, dict[str, Any] | None]
 
 
 def _lifecycle_fields(event: Mapping[str, Any], rules: PayloadRules) -> dict[str, Any] | None:
@@ -182,7 +183,8 @@ class Cleaner:
                 f"clean schema of schema id {schema_id} for subject {clean_subject!r} is not valid Avro: "
                 f"{exc.__class__.__name__}: {exc}"
             ) from None
-        return Plan(entity, rules, clean_id, clean_parsed, scope_secret(self.secret, entity.scope))
+        kind = str(self.catalog.system(entity.system).adapter.get("kind", ""))
+        return Plan(entity, rules, clean_id, clean_parsed, scope_secret(self.secret, entity.scope), kind)
 
     def letter(self, event: RawEvent, reason: str) -> Output:
         """The dead letter of `event`; when the sealed original would not fit in one message, only
@@ -223,7 +225,8 @@ class Cleaner:
                 plan = self.plan_for(event.topic, schema_id)
                 _, record = decode(self.registry, event.value)
                 lifecycle = self.lifecycle if plan.rules.transitions else None
-                prior = lifecycle.prior(event) if lifecycle is not None else None
+                version = change_version(plan.adapter_kind, record) if lifecycle is not None else 0
+                prior = lifecycle.prior(event, version) if lifecycle is not None else None
                 clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now, prior)
                 check_message_key(clean, event.key, plan.rules, plan.secret, plan.entity.key)
                 value = encode(plan.clean_id, plan.clean_parsed, clean)
@@ -239,7 +242,7 @@ class Cleaner:
                 else:
                     out = Output(plan.entity.clean_topic, event.key, value)
                     if lifecycle is not None:
-                        tracked = (lifecycle, _lifecycle_fields(record, plan.rules))
+                        tracked = (lifecycle, version, _lifecycle_fields(record, plan.rules))
             except UndecodableMessage as exc:
                 kind, reason = "undecodable", f"undecodable: {exc}"
             except PlanRefused as exc:
@@ -253,7 +256,7 @@ class Cleaner:
             if out is not None:
                 emit(out)
                 if tracked is not None:  # acknowledged with the batch, before its offsets are committed
-                    emit(tracked[0].remember(event, tracked[1]))
+                    emit(tracked[0].remember(event, tracked[1], tracked[2]))
                 outs[out.topic] = outs.get(out.topic, 0) + 1
                 ok += 1
             else:

@@ -4,9 +4,11 @@ query polling, pushes that send only the new record) is still checked against th
 Kept in memory per assigned partition and written to a compacted topic (`state.lifecycle`) in the
 same batch as the clean records, so it is acknowledged before the batch's input offsets are
 committed: after a crash the state is never behind the committed offsets, only possibly ahead of
-them. An event read again (its offset not above the one the state was made from) is therefore not
-checked against a state that already includes it: it was checked the first time. Only the lifecycle
-fields are kept (statuses, never personal data)."""
+them. Each state carries the version of the change that made it (its order in the source,
+contract/positions.py): a change whose version is not above it - read again after a crash, or sent
+again by an adapter that restarted mid-file - is not judged against a state that already includes
+it; it was checked the first time. Only the lifecycle fields are kept (statuses, never personal
+data)."""
 
 from __future__ import annotations
 
@@ -20,37 +22,49 @@ from backbone import kafka
 from backbone.errors import ServiceUnavailable
 from backbone.settings import Settings
 from contract.deadletter import Output, RawEvent
+from contract.positions import version_of
+from stream_processors.kpi_measures import millis
 
 _SEP = b"\x00"
+
+
+def change_version(adapter_kind: str, event: Mapping[str, Any]) -> int:
+    """The source order of a decoded change event (contract/positions.py), as the sink's state
+    tables and the KPI worker compute it."""
+    return version_of(adapter_kind, str(event["source"]["position"]), millis(event.get("ts_source")) or 0, event["op"])
 
 
 class LifecycleState:
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        # (cdc topic, message key) -> (partition, offset of the event that made it, lifecycle fields,
-        # or None once deleted: kept so that an older state read back from the topic cannot return)
+        # (cdc topic, message key) -> (partition, source version of the change that made it, lifecycle
+        # fields, or None once deleted: kept so that an older state read back cannot return)
         self.known: dict[tuple[str, bytes], tuple[int, int, dict[str, Any] | None]] = {}
 
-    def prior(self, event: RawEvent) -> dict[str, Any] | None:
-        """The entity's lifecycle fields as of before `event`, or None when unknown, deleted, or when
-        `event` is one the state already includes (read again after a crash or a failed batch)."""
+    def prior(self, event: RawEvent, version: int) -> dict[str, Any] | None:
+        """The entity's lifecycle fields as of before the change `event` carries (at source `version`),
+        or None when unknown, deleted, or when the state already includes that change."""
         entry = self.known.get((event.topic, event.key or b""))
-        if entry is None or entry[0] != event.partition or event.offset <= entry[1]:
+        if entry is None or entry[0] != event.partition or version <= entry[1]:
             return None
         return entry[2]
 
-    def remember(self, event: RawEvent, fields: Mapping[str, Any] | None) -> Output:
+    def remember(self, event: RawEvent, version: int, fields: Mapping[str, Any] | None) -> Output:
         """The entity's new lifecycle fields (None: deleted), as the record to produce with the batch
         (into the state topic's partition of the same number as the event's)."""
         state = None if fields is None else dict(fields)
-        self.known[(event.topic, event.key or b"")] = (event.partition, event.offset, state)
-        value = json.dumps({"offset": event.offset, "fields": state}, separators=(",", ":"), default=str)
+        where = (event.topic, event.key or b"")
+        current = self.known.get(where)
+        if current is not None and current[0] == event.partition and current[1] > version:
+            state, version = current[2], current[1]  # a change sent again: the later state stands
+        self.known[where] = (event.partition, version, state)
+        value = json.dumps({"version": version, "fields": state}, separators=(",", ":"), default=str)
         key = event.topic.encode() + _SEP + (event.key or b"")
         return Output(self.topic, key, value.encode(), partition=event.partition)
 
     def load(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]], topics: set[str]) -> None:
         """Merge one partition of the state topic (its records in order) for the given cdc topics: per
-        entity, the state made by the later event wins, so neither an unacknowledged state in memory
+        entity, the state made by the later change (in source order) wins, so neither an unacknowledged state in memory
         nor a newer one another worker wrote is lost."""
         for key, value in records:
             topic, sep, entity_key = (key or b"").partition(_SEP)
@@ -59,13 +73,13 @@ class LifecycleState:
                 continue
             try:
                 data = json.loads(value)
-                offset, fields = int(data["offset"]), data["fields"]
+                version, fields = int(data["version"]), data["fields"]
                 fields = None if fields is None else dict(fields)
             except (ValueError, KeyError, TypeError):
                 continue  # not one of ours: ignored rather than trusted
             current = self.known.get((name, entity_key))
-            if current is None or current[0] != partition or current[1] < offset:
-                self.known[(name, entity_key)] = (partition, offset, fields)
+            if current is None or current[0] != partition or current[1] < version:
+                self.known[(name, entity_key)] = (partition, version, fields)
 
     def keep_only(self, partitions: set[tuple[str, int]]) -> None:
         """Drop what belongs to partitions no longer assigned (another worker owns them now)."""

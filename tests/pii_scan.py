@@ -107,5 +107,9 @@ def scan_store(port: str, values: set[str]) -> list[Hit]:
 def scan_files(folder: Path, values: set[str]) -> list[Hit]:
     hits: list[Hit] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
-        hits += _hits(values, path.read_bytes(), f"file {path.relative_to(folder)}")
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            continue  # removed since listed (a store part merged away: its rows are in the new part)
+        hits += _hits(values, content, f"file {path.relative_to(folder)}")
     return hits

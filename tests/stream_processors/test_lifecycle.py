@@ -49,8 +49,10 @@ def run(cleaner: Cleaner, registry: FakeRegistry, schema_id: int, changes: list[
 
 
 def update(created: Change, n: int, **after: Any) -> Change:
-    """An update as a file drop sends it: the new record only, no before image."""
-    return replace(created, op="u", position=f"drop:{n}", before=None, after={**created.after, **after})
+    """An update as a file drop sends it: the new record only, no before image; `n` orders it in
+    the source (the simulators' positions are sequence numbers)."""
+    position = f"{int(created.position) + n:012d}"
+    return replace(created, op="u", position=position, before=None, after={**created.after, **after})
 
 
 def verdicts(outputs: list[Output]) -> list[str]:
@@ -87,14 +89,18 @@ def test_an_update_without_before_is_checked_against_the_last_state(pipeline):
 
 
 def test_an_event_read_again_is_not_judged_against_its_own_state(pipeline):
-    """After a crash the state may be ahead of the committed offsets: the events re-read from there
-    are accepted as they were the first time, and the state continues from them."""
+    """After a crash the state may be ahead of the committed offsets, and an adapter may send changes
+    again: a change not later in the source than the state is accepted as it was the first time, and
+    the state stays the latest."""
     registry, schema_id, created = pipeline
     state = LifecycleState(STATE_TOPIC)
     cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, "dlq.processor", sealer=SEALER, lifecycle=state)
     first = [(10, created), (11, update(created, 1, status="VERIFIED")), (12, update(created, 2, status="APPROVED"))]
     assert verdicts(run(cleaner, registry, schema_id, first)) == ["clean", "state"] * 3
     assert verdicts(run(cleaner, registry, schema_id, first[1:])) == ["clean", "state"] * 2  # re-read
+    # Sent again by an adapter that restarted mid-file: new offsets, the same source positions.
+    resent = [(20 + i, change) for i, (_, change) in enumerate(first[1:])]
+    assert verdicts(run(cleaner, registry, schema_id, resent)) == ["clean", "state"] * 2
     assert verdicts(run(cleaner, registry, schema_id, [(13, update(created, 3, status="VERIFIED"))])) == ["dead"]
 
 
@@ -102,13 +108,13 @@ def test_deletes_end_the_state_and_an_older_record_cannot_bring_it_back(pipeline
     registry, schema_id, created = pipeline
     state = LifecycleState(STATE_TOPIC)
     cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, "dlq.processor", sealer=SEALER, lifecycle=state)
-    deleted = replace(created, op="d", position="drop:9", before=created.after, after=None)
+    deleted = replace(created, op="d", position=f"{int(created.position) + 9:012d}", before=created.after, after=None)
     outputs = run(cleaner, registry, schema_id, [(10, created), (11, deleted)])
     assert verdicts(outputs) == ["clean", "state", "clean", "state"]
-    older = [(outputs[1].key, outputs[1].value)]  # the state of offset 10, read back late
+    older = [(outputs[1].key, outputs[1].value)]  # the state of the creation, read back late
     state.load(1, older, {ENTITY.cdc_topic})
     key = (ENTITY.cdc_topic, created.key.encode())
-    assert state.known[key][1:] == (11, None)
+    assert state.known[key][1:] == (int(created.position) + 9, None)
     state.keep_only(set())  # the partition went to another worker
     assert not state.known
 
@@ -118,7 +124,7 @@ def test_only_status_fields_are_kept_never_personal_data(pipeline):
     state = LifecycleState(STATE_TOPIC)
     cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, "dlq.processor", sealer=SEALER, lifecycle=state)
     (_, record) = run(cleaner, registry, schema_id, [(10, created)])
-    assert record.value == b'{"offset":10,"fields":{"status":"SUBMITTED"}}'
+    assert record.value == b'{"version":%d,"fields":{"status":"SUBMITTED"}}' % int(created.position)
     assert created.after["applicant_nik"].encode() not in record.key + record.value
 
 
@@ -129,8 +135,20 @@ def test_state_records_that_are_not_ours_are_ignored():
         (None, b"x"),
         (b"no-separator", b"{}"),
         (topic.encode() + b"\x00k", b"not json"),
-        (topic.encode() + b"\x00k", b'{"offset": "x"}'),
-        (b"other.topic\x00k", b'{"offset":1,"fields":{}}'),
+        (topic.encode() + b"\x00k", b'{"version": "x"}'),
+        (b"other.topic\x00k", b'{"version":1,"fields":{}}'),
     ]
     state.load(0, junk, {topic})
     assert not state.known
+
+
+def test_a_status_skipped_between_two_sightings_is_accepted_an_impossible_one_is_not(pipeline):
+    """A poll or a daily file may not see every status (or a row was refused upstream): from the last
+    state the new status must be reachable. With a before image the move itself is checked."""
+    registry, schema_id, created = pipeline
+    state = LifecycleState(STATE_TOPIC)
+    cleaner = Cleaner(CATALOG, registry, REGIONS, SECRET, "dlq.processor", sealer=SEALER, lifecycle=state)
+    skipped = update(created, 1, status="APPROVED")  # SUBMITTED -> (VERIFIED, unseen) -> APPROVED
+    assert verdicts(run(cleaner, registry, schema_id, [(10, created), (11, skipped)])) == ["clean", "state"] * 2
+    strict = replace(update(created, 2, status="APPROVED"), before=created.after)  # a before image says so
+    assert verdicts(run(cleaner, registry, schema_id, [(12, strict)])) == ["dead"]
