@@ -157,10 +157,16 @@ def build_app(settings: Settings) -> faust.App:
         ready["rebuilt"] = True
         log.info("KPI state rebuilt from %d entities; %d groups sent", count, len(rows))
 
+    heartbeat = metrics.Heartbeat(STAGE)
+
     @app.agent(source, name="kpi")
     async def compute(stream):  # noqa: ANN001 - a Faust stream
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.processor_batch_size, within=settings.processor_batch_seconds):
+            heartbeat.busy()
+            # Counted per batch (one increment per topic), not per event: label lookups take a lock.
+            for topic, n in metrics.count_by(events, lambda e: e.message.topic).items():
+                metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
             try:
                 await ensure_rebuilt()
                 now_ms = int(time.time() * 1000)
@@ -170,7 +176,9 @@ def build_app(settings: Settings) -> faust.App:
             except Exception:
                 log.exception("a batch of %d events failed; it will be read again", len(events))
                 ready["rebuilt"] = False  # the memory may hold half a batch: derive it again
+                heartbeat.idle()
                 continue
+            heartbeat.idle()
             rewinds = await loop.run_in_executor(
                 None, ledger.observe, [((e.message.topic, e.message.partition), e.message.offset) for e in events]
             )
@@ -180,7 +188,6 @@ def build_app(settings: Settings) -> faust.App:
 
     def apply_event(event: Any, now_ms: int) -> None:
         topic = event.message.topic
-        metrics.EVENTS_IN.labels(STAGE, topic).inc()
         try:
             _, record = decode(registry, event.value)
         except UndecodableMessage as exc:  # clean topics carry only what the processor encoded
@@ -204,7 +211,9 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=DEADLINE_CHECK_SECONDS)
     async def deadlines() -> None:
-        # Deadlines pass without events: permits and complaints become overdue here.
+        # Deadlines pass without events: permits and complaints become overdue here. Beats while
+        # the agent waits for events; a batch that never finishes stops the beat.
+        heartbeat.beat_if_idle()
         if not ready["rebuilt"]:
             if app.tables.recovery.completed.is_set() and app.consumer.assignment():
                 await ensure_rebuilt()
