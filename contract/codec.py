@@ -117,7 +117,7 @@ class Registry:
                         f"schema id {schema_id} unknown to the registry: {exc.error_message}"
                     ) from None
                 raw = json.loads(text)
-                self._parsed[schema_id] = (raw, fastavro.parse_schema(raw, _write_hint=False))
+                self._parsed[schema_id] = (raw, fastavro.parse_schema(raw))
             return self._parsed[schema_id]
 
 
