@@ -17,9 +17,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/backbone demo $(DEMO_ARGS)
 
-# Everything: the linters, then every test against the real services.
+# Everything: the linters, then every test against the real services, on two workers (one per core),
+# each with its own Kafka and registry; a file's tests stay on one worker (they share module fixtures).
 test: lint
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
 # The fast tests alone (no local stack, no large volumes): under a minute.
 test-unit: $(STAMP)
