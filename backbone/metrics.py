@@ -53,6 +53,18 @@ HEARTBEAT = Gauge(
     ["stage", "system"],
 )
 
+# Data quality (the processor): each record's outcome, and each rule a record failed, by severity.
+DQ_RECORDS = Counter(
+    "backbone_dq_records_total",
+    "Records judged by the processor, by outcome (accepted, flagged, rejected)",
+    ["system", "entity", "outcome"],
+)
+DQ_RULE_FAILURES = Counter(
+    "backbone_dq_rule_failures_total",
+    "Records that failed a data-quality rule (rule id <field>:<kind>)",
+    ["system", "entity", "rule", "severity"],
+)
+
 # Source adapters (producers/adapters): one label set per departmental system.
 ADAPTER_CAPTURED = Counter("backbone_adapter_captured_total", "Changes read from the source", ["system", "entity"])
 ADAPTER_REJECTED = Counter(
@@ -66,6 +78,19 @@ ADAPTER_CHECKPOINT = Gauge(
 )
 ADAPTER_CHECKPOINT_TIME = Gauge(
     "backbone_adapter_checkpoint_timestamp_seconds", "When the last checkpoint was written", ["system"]
+)
+
+# Silent sources and reconciliation, exported by the sink (the stage that sees every system's changes).
+SOURCE_LAST_CHANGE = Gauge(
+    "backbone_source_last_change_timestamp_seconds",
+    "When the system's adapter emitted the newest change the store holds (ts_emitted); time() minus it is "
+    "the system's silence",
+    ["system"],
+)
+RECONCILIATION_DIFFERENCE = Gauge(
+    "backbone_reconciliation_difference_rows",
+    "Rows missing plus rows extra in the store against the source's last census of the entity",
+    ["system", "entity"],
 )
 
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # writer): empty means the sink's DSN (the embedded store, where the read-only settings apply).
     query_clickhouse_dsn: str = ""
     query_clickhouse_password: SecretStr = SecretStr("")
+    # On a server, the portal's SQL (public_* views only) runs as this user with the `public` role and
+    # profile (infra/clickhouse/users.d: `portal`); empty: the query endpoint's own client.
+    portal_clickhouse_dsn: str = ""
+    portal_clickhouse_password: SecretStr = SecretStr("")
     # Kafka client security, used by every client through backbone/kafka.py (librdkafka and Faust).
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
@@ -66,6 +70,9 @@ class Settings(BaseSettings):
     dead_letter_key: SecretStr = SecretStr("")
     # Bearer token of the query endpoint; empty: a local one in <run_dir>/query.token (mode 0600).
     query_token: SecretStr = SecretStr("")
+    # Token of the public portal at the query endpoint (it may read public_* views only); empty: a
+    # local one in <run_dir>/portal.token (mode 0600).
+    portal_token: SecretStr = SecretStr("")
 
     # Prepended to every topic name: one broker can hold several environments (or test runs).
     topic_prefix: str = Field(default="", pattern=r"^[a-zA-Z0-9._-]*$")
@@ -76,24 +83,46 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(default=2000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     processor_app_id: str = "backbone-processor"
+    # Data-quality rules beyond the original ones (max, pattern, one_of, compare, references, flags);
+    # false only to measure what they cost (make bench).
+    processor_dq_rules: bool = True
+    # How long a record whose referenced entity is not (yet) known waits for it before its rule's
+    # severity applies (its offset is not committed meanwhile).
+    processor_reference_wait_seconds: float = Field(default=30.0, ge=0)
     kpi_app_id: str = "backbone-kpi"
 
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
     sink_group_id: str = "backbone-sink"
+    # How long the sink compares a census that differs from the store again before it reports the
+    # difference (in-flight changes are not differences): sinks/reconciliation.py.
+    reconcile_grace_seconds: float = Field(default=60.0, gt=0)
     # Days a dead letter is kept in the store (TTL on dead_letters, applied to existing tables too).
     dead_letter_retention_days: int = Field(default=28, ge=1)
+    # How often the sink refreshes the data-quality gauges (backbone_dq_*) from the dq_* views.
+    quality_refresh_seconds: float = Field(default=60.0, gt=0)
 
     # Ports of the HTTP endpoints. 0 = pick a free loopback port (local mode).
     bind_host: str = "127.0.0.1"
     producer_metrics_port: int = Field(default=0, ge=0, le=65535)
     processor_metrics_port: int = Field(default=0, ge=0, le=65535)
     kpi_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `backbone lag-exporter`: every consumer group's lag (devstack/group_lag.py)
+    lag_exporter_port: int = Field(default=9104, ge=0, le=65535)
     sink_metrics_port: int = Field(default=0, ge=0, le=65535)
     query_port: int = Field(default=0, ge=0, le=65535)
     query_timeout_seconds: float = Field(default=10.0, gt=0)
     query_max_rows: int = Field(default=100_000, ge=1)
     query_max_memory_bytes: int = Field(default=1 << 30, ge=1 << 20)  # per analyst query
+    # The public portal (`backbone portal`): its port, the query endpoint it reads (empty: the running
+    # sink's, from the run state), the smallest person count it shows, its per-client rate limit and
+    # the longest its answers are cached (shorter when a dataset's source promises fresher data).
+    portal_port: int = Field(default=0, ge=0, le=65535)
+    portal_query_url: str = ""
+    portal_min_cell: int = Field(default=5, ge=2)
+    portal_rate_per_second: float = Field(default=20.0, gt=0)
+    portal_rate_burst: int = Field(default=120, ge=1)
+    portal_cache_seconds: float = Field(default=5.0, ge=0)
 
     # Local stack: JDKs (Kafka needs 17+, Apicurio Registry 3.3 needs 21+) and versions.
     java_home: Path | None = None
@@ -104,6 +133,8 @@ class Settings(BaseSettings):
     registry_heap: str = "384m"
 
     log_level: str = "info"
+    # text for people, json (one object per line: time, level, stage, system, event_id, message) for a shipper
+    log_format: Literal["text", "json"] = "text"
 
     @classmethod
     def settings_customise_sources(
@@ -155,6 +186,10 @@ class Settings(BaseSettings):
     def query_secret(self) -> str:
         """The query endpoint's token: from the environment, or a local one created on first use."""
         return self._secret(self.query_token, "query.token")
+
+    def portal_secret(self) -> str:
+        """The portal's token at the query endpoint: from the environment, or a local one."""
+        return self._secret(self.portal_token, "portal.token")
 
     def _secret(self, configured: SecretStr, file_name: str) -> str:
         if configured.get_secret_value():

@@ -32,6 +32,7 @@ from rich.table import Table
 from backbone.errors import UserError
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
+from bench import portal as portal_bench
 from bench.stages import (
     FAILED,
     OUT,
@@ -43,6 +44,7 @@ from bench.stages import (
     metrics_url,
     peak_rss_mib,
     query,
+    rules_phase,
     stage_counts,
     stored,
     total,
@@ -264,6 +266,9 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
             child.stop()
     domains = None if args.skip_domains else domains_phase(
         args, phase_settings(work / "domains", f"{tag}-domains", kafka_bootstrap, registry_url))
+    console.log("data-quality rules: the processor with every rule on, then with the new ones off")
+    rules = rules_phase(phase_settings(work / "rules", f"{tag}-rules", kafka_bootstrap, registry_url),
+                        args.domain_events, BAD_RATIO, 120 + 7 * args.domain_events / 100, args.stall)
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         # Load average before and after: other work on the machine skews every figure, so keep it with them.
@@ -279,6 +284,7 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
         "freshness": fresh,
         "peak_rss_mib": rss,
         "domains": domains,
+        "rules": rules,
     }
 
 
@@ -307,6 +313,12 @@ def render(report: dict[str, Any]) -> Table:
                       f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
     table.caption = ("processor/sink rows: first event seen → last (backlog drained); "
                      f"freshness at {fresh['target_rate']:g}/s target, p50/p99 from ClickHouse")
+    if rules := report.get("rules"):
+        table.add_section()
+        for label in ("rules_on", "rules_off"):
+            r = rules[label]
+            table.add_row(f"processor, {label.replace('_', ' ')}", f(r["steady_events"]), f(r["steady_seconds"], ".2f"),
+                          f(r["steady_events_per_s"]))
     if (dom := report.get("domains")) is None:
         return table
     table.add_section()
@@ -365,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path.write_text(text)
     (args.out / "latest.json").write_text(text)
     console.print(f"results: {path}")
-    return 0
+    # The public portal against the store: bytes and latency per page kind (its own store, filled synthetically).
+    return portal_bench.main(["--out", str(args.out)])
 
 
 if __name__ == "__main__":

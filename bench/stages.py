@@ -7,11 +7,14 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from backbone.net import free_port
 from backbone.settings import Settings
 from devstack.procs import Child
 from devstack.progress import scrape
@@ -39,7 +42,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, children:
         for child in children:
             if not child.alive():
                 raise RuntimeError(
-                    f"{child.name} exited while waiting for {what}; {child.log_path}:\n{child.log_tail(30)}")
+                    f"{child.name} exited while waiting for {what}; {child.log_path}:\n{child.log_tail(30)}"
+                )
         if condition():
             return time.monotonic()
         time.sleep(POLL)
@@ -78,8 +82,13 @@ def query_headers(settings: Settings) -> dict[str, str]:
 
 
 def query(settings: Settings, sql: str, fmt: str = "TabSeparated") -> str:
-    resp = requests.post(f"http://127.0.0.1:{settings.query_port}/", params={"default_format": fmt},
-                         data=sql.encode(), headers=query_headers(settings), timeout=30)
+    resp = requests.post(
+        f"http://127.0.0.1:{settings.query_port}/",
+        params={"default_format": fmt},
+        data=sql.encode(),
+        headers=query_headers(settings),
+        timeout=30,
+    )
     resp.raise_for_status()
     return resp.text.strip()
 
@@ -92,12 +101,24 @@ def stored(settings: Settings, where: str = "") -> int:
 
 
 def start_child(settings: Settings, command: str) -> Child:
-    return Child(command, [sys.executable, "-m", "cli.main", command],
-                 settings.run_dir / "logs" / f"{command}.log", env=settings.as_env(), stop_timeout=20).start()
+    return Child(
+        command,
+        [sys.executable, "-m", "cli.main", command],
+        settings.run_dir / "logs" / f"{command}.log",
+        env=settings.as_env(),
+        stop_timeout=20,
+    ).start()
 
 
-def measure(child: Child, started: float, n: int, count: Callable[[], float], finished: Callable[[float], bool],
-            timeout: float, stall: float) -> Throughput:
+def measure(
+    child: Child,
+    started: float,
+    n: int,
+    count: Callable[[], float],
+    finished: Callable[[float], bool],
+    timeout: float,
+    stall: float,
+) -> Throughput:
     """Time a child draining n events: start-up included, and from the first event seen to the last."""
     first: list[tuple[float, float]] = []
     last = [0.0, time.monotonic()]  # counter value and when it last moved
@@ -110,8 +131,10 @@ def measure(child: Child, started: float, n: int, count: Callable[[], float], fi
             last[:] = [value, now]
         elif 0 < value < n and now - last[1] > stall:
             # Started but no progress: fail now with the count rather than at the overall timeout.
-            raise RuntimeError(f"{child.name} stalled at {value:.0f} of {n} events (no progress for {stall:.0f}s); "
-                               f"{child.log_path}:\n{child.log_tail(30)}")
+            raise RuntimeError(
+                f"{child.name} stalled at {value:.0f} of {n} events (no progress for {stall:.0f}s); "
+                f"{child.log_path}:\n{child.log_tail(30)}"
+            )
         return finished(value)
 
     done = wait_for(condition, timeout, f"{n} events through the {child.name}", [child])
@@ -130,8 +153,16 @@ def metrics_url(settings: Settings, stage: str) -> str:
     return f"http://127.0.0.1:{getattr(settings, f'{stage}_metrics_port')}/metrics"
 
 
-def drain(settings: Settings, stage: str, children: list[Child], n: int, count: Callable[[], float],
-          finished: Callable[[float, float], bool], timeout: float, stall: float) -> Throughput:
+def drain(
+    settings: Settings,
+    stage: str,
+    children: list[Child],
+    n: int,
+    count: Callable[[], float],
+    finished: Callable[[float, float], bool],
+    timeout: float,
+    stall: float,
+) -> Throughput:
     """Start a stage (a child process, added to `children`) on a backlog of n events and time it (see
     `measure`) until finished(count, time the stage was started) holds."""
     started = time.monotonic()
@@ -148,3 +179,50 @@ def peak_rss_mib(pid: int | None) -> float | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+# -- the data-quality rules: on against off -----------------------------------------------------------
+RULES_WAIT_SECONDS = 1.0  # a referrer of an unknown entity waits this long here (30 s in production)
+
+
+def rules_phase(settings: Settings, per_system: int, bad_ratio: float, timeout: float, stall: float) -> dict[str, Any]:
+    """The processor's events/s on one backlog (every simulated system, with bad and doubtful records)
+    read twice by two consumer groups: with every data-quality rule on, then with the rules beyond the
+    original ones off (BACKBONE_PROCESSOR_DQ_RULES=false: no max, pattern, one_of, compare, references,
+    no flags). Same topics, same machine, one run."""
+    from contract.bootstrap import bootstrap
+    from simulators.simulate import run_simulators
+
+    bootstrap(settings)
+    acked = run_simulators(settings, ["all"], rate=0, count=per_system, bad_ratio=bad_ratio, serve_metrics=False)
+    n = sum(acked.values())
+    results: dict[str, Any] = {"events": n, "bad_ratio": bad_ratio, "reference_wait_seconds": RULES_WAIT_SECONDS}
+    # Off first: the second reader of a backlog finds the broker's pages warm, which favours it.
+    for label, on in (("rules_off", False), ("rules_on", True)):
+        phase = settings.model_copy(
+            update={
+                "processor_app_id": f"{settings.processor_app_id}-{label}",
+                "processor_metrics_port": free_port(),
+                "processor_dq_rules": on,
+                "processor_reference_wait_seconds": RULES_WAIT_SECONDS,
+            }
+        )
+        children: list[Child] = []
+        try:
+            url = metrics_url(phase, "processor")
+            counts = partial(counter, url, "processor", (OUT, FAILED))
+            result = drain(phase, "processor", children, n, counts, lambda v, _s: v >= n, timeout, stall)
+            scraped = scrape(url)
+            outcomes: dict[str, float] = defaultdict(float)
+            for s in scraped.get("backbone_dq_records", []):
+                if s.name.endswith("_total"):
+                    outcomes[s.labels.get("outcome", "")] += s.value
+            results[label] = {**asdict(result), "outcomes": dict(outcomes)}
+        finally:
+            for child in reversed(children):
+                child.stop()
+    on_rate, off_rate = (
+        results[k]["steady_events_per_s"] or results[k]["events_per_s"] for k in ("rules_on", "rules_off")
+    )
+    results["on_vs_off"] = on_rate / off_rate if off_rate else None
+    return results

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
 
 from backbone.settings import Settings
-from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, STATE_LIFECYCLE, admin_client, named
+from contract.topics import (
+    CENSUS,
+    DLQ_ADAPTER,
+    DLQ_PROCESSOR,
+    DLQ_SINK,
+    STATE_LIFECYCLE,
+    STATE_REFERENCES,
+    admin_client,
+    named,
+)
 
 TOPIC, GROUP = ResourceType.TOPIC, ResourceType.GROUP
 PREFIXED, LITERAL = ResourcePatternType.PREFIXED, ResourcePatternType.LITERAL
@@ -36,6 +45,8 @@ def stage_acls(settings: Settings, users: StageUsers = StageUsers()) -> list[Acl
         # Adapters: write change events (and their dead letters), nothing else.
         _allow(users.adapter, TOPIC, f"{prefix}cdc.", PREFIXED, AclOperation.WRITE),
         _allow(users.adapter, TOPIC, named(settings, DLQ_ADAPTER), LITERAL, AclOperation.WRITE),
+        # and the censuses of their sources (row counts and key checksums), for reconciliation.
+        _allow(users.adapter, TOPIC, named(settings, CENSUS), LITERAL, AclOperation.WRITE),
         # Processor: read change events and the reference topics, write clean records and its dead
         # letters; its consumer group and Faust's own topics under the app id.
         _allow(users.processor, TOPIC, f"{prefix}cdc.", PREFIXED, AclOperation.READ),
@@ -49,6 +60,9 @@ def stage_acls(settings: Settings, users: StageUsers = StageUsers()) -> list[Acl
         # Its per-entity lifecycle state (statuses only).
         _allow(users.processor, TOPIC, named(settings, STATE_LIFECYCLE), LITERAL, AclOperation.READ),
         _allow(users.processor, TOPIC, named(settings, STATE_LIFECYCLE), LITERAL, AclOperation.WRITE),
+        # Its reference table: which referenced entities exist (keys, never personal data).
+        _allow(users.processor, TOPIC, named(settings, STATE_REFERENCES), LITERAL, AclOperation.READ),
+        _allow(users.processor, TOPIC, named(settings, STATE_REFERENCES), LITERAL, AclOperation.WRITE),
         # KPI worker: read clean records, write the kpi.* topics; its group and Faust's table topic.
         _allow(users.kpi, TOPIC, f"{prefix}clean.", PREFIXED, AclOperation.READ),
         _allow(users.kpi, TOPIC, f"{prefix}kpi.", PREFIXED, AclOperation.READ),
@@ -60,6 +74,7 @@ def stage_acls(settings: Settings, users: StageUsers = StageUsers()) -> list[Acl
         _allow(users.sink, TOPIC, f"{prefix}kpi.", PREFIXED, AclOperation.READ),
         _allow(users.sink, TOPIC, f"{prefix}dlq.", PREFIXED, AclOperation.READ),
         _allow(users.sink, TOPIC, f"{prefix}ref.", PREFIXED, AclOperation.READ),
+        _allow(users.sink, TOPIC, named(settings, CENSUS), LITERAL, AclOperation.READ),
         _allow(users.sink, TOPIC, named(settings, DLQ_SINK), LITERAL, AclOperation.WRITE),
         _allow(users.sink, GROUP, settings.sink_group_id, LITERAL, AclOperation.READ),
     ]

@@ -29,6 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from backbone.errors import InputError
 from backbone.settings import Settings
+from contract import working_hours as hours
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SYSTEM = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -89,6 +90,8 @@ class SourceSystem:
     pseudonym_scope: str = ""
     # Dotted path under `adapter.` (without the prefix) -> line in catalog_file, for adapter setting errors.
     adapter_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    # When the system's silence is an incident (contract/working_hours.py; default Mon-Fri 07:30-16:00 WIB).
+    working_hours: hours.WorkingHours = hours.DEFAULT
 
     @property
     def scope(self) -> str:
@@ -230,6 +233,7 @@ class _SystemFile(BaseModel):
     # Systems that name the same scope share a pseudonymisation key, so their pseudonyms can be
     # joined; by default each domain has its own and records cannot be linked across domains.
     pseudonym_scope: Name | None = None
+    working_hours: hours.WorkingHoursEntry | None = None
     title: Any = None
 
 
@@ -330,6 +334,7 @@ def load_system(path: Path, schemas_dir: Path, topic_prefix: str = "") -> Source
         entities=entities,
         catalog_file=path,
         pseudonym_scope=model.pseudonym_scope or model.domain,
+        working_hours=hours.parse(model.working_hours and model.working_hours.model_dump(by_alias=True)),
         adapter_lines={
             ".".join(str(part) for part in loc[1:]): line
             for loc, line in lines.items()

@@ -1,6 +1,7 @@
 """The dead-letter record every stage writes to its `dlq.*` topic: the original bytes sealed
 (encrypted, see backbone.sealing: they may hold personal data and are kept only for replay), with
-the stage, the reason, the origin and a stable letter id in headers. The id is the same each time
+the stage, the reason, the rule it broke (a machine-readable id, `error.rule`: "<field>:<kind>" or
+e.g. envelope:schema, key:mismatch), the origin and a stable letter id in headers. The id is the same each time
 the same input is rejected again (after a crash and a re-read), and different for every other
 input, so the store keeps one row per rejected input, never collapsed. One builder serves the
 adapters, the processor and the sink, and one reader serves the sink that stores them."""
@@ -38,12 +39,16 @@ class Output:
     partition: int | None = None  # None: by key, as the producer's partitioner chooses
 
 
+RULE_HEADER = "error.rule"
+
+
 def dead_letter_headers(
-    stage: str, reason: str, origin: str, partition: int, offset: int, letter_id: str = ""
+    stage: str, reason: str, origin: str, partition: int, offset: int, letter_id: str = "", rule: str = ""
 ) -> list[tuple[str, bytes]]:
     return [
         ("error.stage", stage.encode()),
         ("error.reason", reason.encode()),
+        (RULE_HEADER, (rule or f"{stage}:unspecified").encode()),
         ("source.topic", origin.encode()),
         ("source.partition", str(partition).encode()),
         ("source.offset", str(offset).encode()),
@@ -58,9 +63,9 @@ def input_letter_id(origin: str, original: bytes) -> str:
     return hashlib.blake2b(origin.encode() + b"\0" + original, digest_size=16).hexdigest()
 
 
-def dead_letter(event: RawEvent, reason: str, stage: str, topic: str, sealer: Sealer) -> Output:
-    """The original bytes of `event`, sealed, with the reason and origin in headers."""
-    headers = dead_letter_headers(stage, reason, event.topic, event.partition, event.offset)
+def dead_letter(event: RawEvent, reason: str, stage: str, topic: str, sealer: Sealer, rule: str = "") -> Output:
+    """The original bytes of `event`, sealed, with the reason, rule id and origin in headers."""
+    headers = dead_letter_headers(stage, reason, event.topic, event.partition, event.offset, rule=rule)
     return Output(topic, event.key, sealer.seal(event.value or b""), headers)
 
 

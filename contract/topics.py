@@ -18,10 +18,13 @@ from contract.kpis import kpis_for
 REF_REGIONS = "ref.regions"
 REF_DEPARTMENTS = "ref.departments"
 STATE_LIFECYCLE = "state.lifecycle"
+STATE_REFERENCES = "state.references"
 DLQ_ADAPTER = "dlq.adapter"
 DLQ_PROCESSOR = "dlq.processor"
 DLQ_SINK = "dlq.sink"
 ALERTS = "alerts"
+# Adapters' counts of their sources (contract/census.py), reconciled by the sink.
+CENSUS = "census"
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -43,12 +46,15 @@ def topic_plan(catalog: Catalog, settings: Settings) -> list[TopicSpec]:
         TopicSpec(named(settings, REF_REGIONS), 1, {"cleanup.policy": "compact"}),
         # The processor's last lifecycle state per entity, partitioned like the cdc topics.
         TopicSpec(named(settings, STATE_LIFECYCLE), n, {"cleanup.policy": "compact"}),
+        # Which referenced entities exist (the processor's reference table, read by every worker whole).
+        TopicSpec(named(settings, STATE_REFERENCES), 1, {"cleanup.policy": "compact"}),
         TopicSpec(named(settings, REF_DEPARTMENTS), 1, {"cleanup.policy": "compact"}),
         # Dead letters are kept four weeks: long enough for a department to fix and replay.
         TopicSpec(named(settings, DLQ_ADAPTER), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, DLQ_PROCESSOR), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, DLQ_SINK), 1, {"retention.ms": str(4 * WEEK_MS)}),
         TopicSpec(named(settings, ALERTS), 1, {"retention.ms": str(WEEK_MS)}),
+        TopicSpec(named(settings, CENSUS), 1, {"retention.ms": str(WEEK_MS)}),
     ]
     for entity in catalog.entities:
         plan.append(TopicSpec(entity.cdc_topic, n, {"retention.ms": str(WEEK_MS)}))

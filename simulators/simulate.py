@@ -26,6 +26,7 @@ from contract.catalog import SourceSystem, catalog_for
 from contract.codec import Registry
 from contract.reference import load_regions, villages
 from producers.emitter import ChangeEmitter
+from simulators.doubts import Doubter
 
 
 def simulated_systems(settings: Settings) -> list[SourceSystem]:
@@ -57,6 +58,9 @@ def position_file(settings: Settings, system: str) -> Path:
     return settings.run_dir / "simulators" / f"{system}.position"
 
 
+DOUBT_SHARE = 0.5  # doubtful records per bad record asked for
+
+
 class ResumedSimulator:
     """A system's simulator, started at the position its last run reached (kept in the run folder)."""
 
@@ -65,7 +69,10 @@ class ResumedSimulator:
         start = int(self.position_file.read_text()) if self.position_file.is_file() else 0
         regions = villages(load_regions(settings.regions_csv))
         self.simulator: Any = simulator_class(system)(regions, seed=seed, start_seq=start, bad_ratio=bad_ratio)
-        self.changes = self.simulator.changes()
+        # With bad records asked for, doubtful ones too (half as many): each declared data-quality rule
+        # broken now and then, flagged or dead-lettered as its severity says (simulators/doubts.py).
+        self.doubter = Doubter(system, bad_ratio * DOUBT_SHARE, seed)
+        self.changes = self.doubter.changes(self.simulator.changes())
 
     def save_position(self) -> None:
         self.position_file.parent.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,14 @@ from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import Catalog, catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, schema_id_of
-from contract.deadletter import Output, RawEvent, dead_letter, header
-from contract.topics import DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
+from contract.deadletter import RULE_HEADER, Output, RawEvent, dead_letter, header
+from contract.rules import DQ_FLAGS
+from contract.topics import CENSUS, DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from contract.workdays import load_calendar
 from sinks import ddl, dimensions, migrations
 from sinks.kpi_tables import KpiTables
+from sinks.reconciliation import Reconciler
+from sinks.source_activity import SourceActivity
 from sinks.store import connect
 from sinks.table_writer import TableWriter
 
@@ -78,6 +81,11 @@ class Sink:
         self.kpi_tables = KpiTables(self.client, self.registry, settings, self.catalog)
         self.topics += self.kpi_tables.topics
         self.kinds = migrations.adapter_kinds(self.catalog)
+        # Censuses of the sources (sinks/reconciliation.py) and each system's last change (silent sources).
+        grace = settings.reconcile_grace_seconds
+        self.reconciler = Reconciler(self.client, self.catalog, self.kinds, named(settings, CENSUS), grace)
+        self.topics.append(self.reconciler.topic)
+        self.activity = SourceActivity(self.client, self.catalog)
         self.docs = {e.clean_topic: e.payload_schema().get("doc", "") for e in self.catalog.entities}
         self.consumer = Consumer(
             kafka.client_config(
@@ -134,7 +142,7 @@ class Sink:
                 dead_rows.append(self._dead_letter_row(msg, now))
                 dead_messages.append(msg)
                 continue
-            if self.kpi_tables.take(msg):
+            if self.kpi_tables.take(msg) or self.reconciler.take(msg):
                 continue
             if topic in self.reference:
                 table = self.reference[topic]
@@ -168,6 +176,8 @@ class Sink:
             if problem:  # e.g. a decimal wider than its column: never rounded, never stops the batch
                 dead_letters_out.append(self._dead_letter(msg, f"unstorable: {problem}", "unstorable"))
                 continue
+            if record.get(DQ_FLAGS) is None:  # a record of a clean schema from before dq_flags
+                record[DQ_FLAGS] = []
             record["_topic"], record["_partition"], record["_offset"], record["ts_stored"] = (
                 topic,
                 msg.partition(),
@@ -198,7 +208,7 @@ class Sink:
         metrics.EVENTS_FAILED.labels(STAGE, msg.topic(), kind).inc()
         log.info("dead letter from %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
         raw = RawEvent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
-        return dead_letter(raw, reason, STAGE, self.dlq_topics[1], self.sealer)
+        return dead_letter(raw, reason, STAGE, self.dlq_topics[1], self.sealer, f"record:{kind}")
 
     def _dead_letter_row(self, msg: Message, now: datetime) -> list[Any]:
         """A dlq.* message as a dead_letters row. Headers come from other processes: a malformed
@@ -218,6 +228,7 @@ class Sink:
             partition,
             offset,
             letter_id,
+            header(headers, RULE_HEADER) or f"{header(headers, 'error.stage') or 'unknown'}:unspecified",
             (msg.key() or b"").decode(errors="replace"),
             value,
             _parse_ts(header(headers, "error.ts")) or now,
@@ -283,6 +294,7 @@ class Sink:
             freshness.observe(max(0.0, now_s - ts.timestamp()))
         topic = columns[names.index("_topic")][0]
         metrics.EVENTS_OUT.labels(STAGE, topic).inc(len(columns[0]))
+        self.activity.stored(table, columns[names.index("ts_emitted")])
         self.stored += len(columns[0])
 
     def commit(self, batch: list[Message]) -> None:
@@ -334,6 +346,7 @@ class Sink:
                 if batch:
                     self.write_batch(batch)
                     self.commit(batch)
+                self.reconciler.check()
                 if time.monotonic() - last_lag > 2:
                     self.report_lag()
                     last_lag = time.monotonic()

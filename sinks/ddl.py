@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from contract.positions import version_of
-from contract.rules import RegionField
+from contract.rules import DQ_FLAGS, RegionField
 
 # Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
 INGEST_COLUMNS = [
@@ -42,6 +42,7 @@ STANDARD_DOCS = {
     "_offset": "Kafka offset the row was read from.",
     "ts_stored": "When the sink stored the row (UTC).",
     "version": "Order of the entity's changes in its source (from source_position, see contract/positions.py).",
+    DQ_FLAGS: "Data-quality rules of severity flag the record failed, as rule ids <field>:<kind> (empty: none).",
 }
 
 DEAD_LETTERS_TABLE = "dead_letters"
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {DEAD_LETTERS_TABLE} (
     source_partition Int32,
     source_offset Int64,
     letter_id String COMMENT 'the same for the same rejected input, another for every other input',
+    rule LowCardinality(String) COMMENT 'the rule it broke: <field>:<kind>, or e.g. envelope:schema, key:mismatch',
     key String,
     value String COMMENT 'the original bytes, sealed (AES-GCM; the key is not in the store)',
     ts_failed DateTime64(3, 'UTC'),
@@ -90,7 +92,7 @@ def dead_letters_modify_ttl(retention_days: int) -> str:
 DEAD_LETTERS_MASKED_VIEW = "dead_letters_masked"
 DEAD_LETTERS_MASKED_DDL = f"""
 CREATE OR REPLACE VIEW {DEAD_LETTERS_MASKED_VIEW} SQL SECURITY DEFINER AS
-SELECT stage, reason, source_topic, source_partition, source_offset, letter_id,
+SELECT stage, reason, source_topic, source_partition, source_offset, letter_id, rule,
        ts_failed, _topic, _partition, _offset, ts_stored
 FROM {DEAD_LETTERS_TABLE}
 """
@@ -101,6 +103,7 @@ DEAD_LETTER_COLUMNS = [
     "source_partition",
     "source_offset",
     "letter_id",
+    "rule",
     "key",
     "value",
     "ts_failed",
@@ -109,6 +112,13 @@ DEAD_LETTER_COLUMNS = [
     "_offset",
     "ts_stored",
 ]
+# Stores made before dead letters named their rule (migration 6).
+DEAD_LETTERS_ADD_RULE = (
+    f"ALTER TABLE {DEAD_LETTERS_TABLE} ADD COLUMN IF NOT EXISTS rule LowCardinality(String) "
+    "COMMENT 'the rule it broke: <field>:<kind>, or e.g. envelope:schema, key:mismatch' AFTER letter_id"
+)
+# The failed flag rules of a record: few distinct ids, so LowCardinality.
+DQ_FLAGS_TYPE = "Array(LowCardinality(String))"
 # Stores made before letter_id existed: the column joins the end of the sorting key.
 DEAD_LETTERS_ADD_LETTER_ID = f"""
 ALTER TABLE {DEAD_LETTERS_TABLE}
@@ -238,7 +248,10 @@ def column_comments(clean_schema: dict[str, Any]) -> dict[str, str]:
 
 
 def layout_for(table: str, clean_schema: dict[str, Any], doc: str = "") -> TableLayout:
-    columns = [(f["name"], clickhouse_type(f["type"])) for f in clean_schema["fields"]]
+    columns = [
+        (f["name"], DQ_FLAGS_TYPE if f["name"] == DQ_FLAGS else clickhouse_type(f["type"]))
+        for f in clean_schema["fields"]
+    ]
     defaults = {f["name"]: d for f in clean_schema["fields"] if (d := default_expression(f)) is not None}
     return TableLayout(
         table,

@@ -10,6 +10,12 @@ next run):
   4  current state         <table>_state (one row per entity), filled from the change log's latest
                            rows, and <table>_current made a view over it (it was a view over history)
   5  ready views           ready_* per domain (recorded with their revision: a new revision replaces)
+  6  quality scorecard     dq_daily_counts, a counting view per change log, the dq_* views
+                           (sinks/quality_views.py; recorded with a digest of their SQL)
+  7  public views          public_* for the open-data portal and the `public` role (sinks/public_views.py)
+  8  data-quality flags    dq_flags Array(LowCardinality(String)) in every change log and state
+                           table, `rule` in dead_letters (ALTER ADD COLUMN; old rows: [] and '')
+  9  reconciliation        the table of censuses compared with the store (sinks/reconciliation.py)
 What follows the schemas is brought up to date at every run, doing nothing when nothing changed:
 columns of a new optional field, column comments from the Avro `doc`, the _current view's columns."""
 
@@ -27,7 +33,8 @@ from backbone.settings import PROJECT_ROOT, Settings
 from contract.catalog import Catalog, Entity, catalog_for
 from contract.rules import PayloadRules
 from contract.workdays import load_calendar
-from sinks import ddl, dimensions
+from sinks import ddl, dimensions, quality_views, reconciliation
+from sinks.public_views import public_views
 from sinks.ready_views import READY_VIEWS
 from sinks.store import connect
 
@@ -53,6 +60,8 @@ def ensure_dead_letters(client: Any, retention_days: int) -> None:
     columns = {row[0] for row in client.query(f"DESCRIBE TABLE {ddl.DEAD_LETTERS_TABLE}").result_rows}
     if "letter_id" not in columns:
         client.command(ddl.DEAD_LETTERS_ADD_LETTER_ID)
+    if "rule" not in columns:  # migration 8 (the masked view below shows it)
+        client.command(ddl.DEAD_LETTERS_ADD_RULE)
     # Only when it differs: a MODIFY TTL rewrites the table's parts.
     engine = _scalar(client, "SELECT engine_full FROM system.tables WHERE {where}", ddl.DEAD_LETTERS_TABLE)
     if f"TTL {ddl.dead_letters_ttl(retention_days)} " not in f"{engine} ":
@@ -114,6 +123,8 @@ def migrate(
 
     ensure_dead_letters(client, retention_days)
     step(1, "dead letters", lambda: None)  # made above: its retention follows the setting at every start
+    step(8, "dead letter rule", lambda: client.command(ddl.DEAD_LETTERS_ADD_RULE))
+    step(9, "reconciliation", lambda: client.command(reconciliation.DDL))  # for `backbone init` and readers
     step(2, "reference dimensions", lambda: _dimensions(client))
     step(2, "holiday calendar", lambda: client.command(dimensions.HOLIDAYS_DDL))
     dimensions.sync_holidays(client, holidays)  # the file may gain a year: kept equal at every run
@@ -122,12 +133,25 @@ def migrate(
         layout = entity_layout(entity)
         step(3, f"change log {layout.name}", lambda it=layout: _change_log(client, it))
         step(4, f"current state {layout.state_table}", lambda it=layout: _state(client, it, kinds[it.name]))
+        step(8, f"dq flags {layout.name}", lambda it=layout: _dq_flags(client, it))
         ensure_entity_tables(client, layout)
     tables = {e.table for e in catalog.entities}
     for view in READY_VIEWS:
         if view.tables <= tables:
             step(5, f"ready view {view.name} revision {view.revision}", lambda v=view: client.command(v.sql))
+    quality_views.migrate(client, catalog, step)  # 6: the data-quality scorecard
+    for view in public_views(catalog):
+        if view.tables <= tables:
+            step(7, f"public view {view.name} revision {view.revision}", lambda v=view: client.command(v.sql))
     return applied
+
+
+def _dq_flags(client: Any, layout: ddl.TableLayout) -> None:
+    """The failed flag rules of each record, in the change log and the state table of a store made
+    before them (old rows read [])."""
+    column = [(ddl.DQ_FLAGS, ddl.DQ_FLAGS_TYPE)]
+    for table in (layout.name, layout.state_table):
+        client.command(ddl.add_columns_sql(layout, column, table))
 
 
 def _dimensions(client: Any) -> None:

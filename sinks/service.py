@@ -9,6 +9,7 @@ from backbone import metrics
 from backbone.runstate import write_state
 from backbone.settings import Settings
 from sinks.clickhouse_sink import open_sink
+from sinks.quality_metrics import QualityGauges
 from sinks.query_server import QueryServer
 from sinks.store import connect
 
@@ -19,8 +20,12 @@ def run_sink(settings: Settings) -> None:
     sink = open_sink(settings)
     metrics_port = metrics.serve_metrics(settings.bind_host, settings.sink_metrics_port)
     # Its own client: read-only query settings must never apply to the writer's session.
-    server = QueryServer(connect(settings, reader=True), settings)
+    portal_client = connect(settings, portal=True) if settings.portal_clickhouse_dsn else None
+    server = QueryServer(connect(settings, reader=True), settings, portal_client)
     query_port = server.start()
+    # The data-quality gauges, from the scorecard every few seconds (its own client: its own thread).
+    gauges = QualityGauges(connect(settings), settings.quality_refresh_seconds)
+    gauges.start()
     write_state(
         settings.run_dir,
         query_url=f"http://{settings.bind_host}:{query_port}/",
@@ -36,4 +41,5 @@ def run_sink(settings: Settings) -> None:
     try:
         sink.run()
     finally:
+        gauges.stop()
         server.stop()

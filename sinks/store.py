@@ -44,12 +44,17 @@ def _private_folder(folder: Path | None) -> None:
         folder.chmod(0o700)
 
 
-def connect(settings: Settings, reader: bool = False) -> Client:
+def connect(settings: Settings, reader: bool = False, portal: bool = False) -> Client:
     """The sink's client, or (reader) the query endpoint's: on a server, its own analyst user when
-    BACKBONE_QUERY_CLICKHOUSE_DSN names one, so analysts' SQL never runs with the writer's grants."""
-    own_reader = reader and bool(settings.query_clickhouse_dsn)
-    dsn = settings.query_clickhouse_dsn if own_reader else settings.effective_clickhouse_dsn
-    secret = (settings.query_clickhouse_password if own_reader else settings.clickhouse_password).get_secret_value()
+    BACKBONE_QUERY_CLICKHOUSE_DSN names one, so analysts' SQL never runs with the writer's grants;
+    (portal) the portal's `public` user named by BACKBONE_PORTAL_CLICKHOUSE_DSN."""
+    if portal and settings.portal_clickhouse_dsn:
+        dsn, secret = settings.portal_clickhouse_dsn, settings.portal_clickhouse_password.get_secret_value()
+    else:
+        own_reader = reader and bool(settings.query_clickhouse_dsn)
+        dsn = settings.query_clickhouse_dsn if own_reader else settings.effective_clickhouse_dsn
+        password = settings.query_clickhouse_password if own_reader else settings.clickhouse_password
+        secret = password.get_secret_value()
     scheme = urlparse(dsn).scheme
     if scheme == "chdb":
         _private_folder(_chdb_folder(dsn))

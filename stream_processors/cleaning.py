@@ -10,7 +10,12 @@ take is dead-lettered with a reason of one of these kinds:
                that is not the record's key
   too_large    a clean record larger than the producer takes (message.max.bytes)
   unexpected   anything else a hostile input provokes in cleaning (a bug to fix, never a stuck
-               partition)"""
+               partition)
+Each dead letter also names the rule it broke ("<field>:<kind>", or envelope:undecodable,
+envelope:schema, envelope:too_large, envelope:unexpected, key:mismatch). A record that breaks only
+rules of severity flag is emitted with their ids in dq_flags. A record referencing an entity not
+known yet waits for it (stream_processors/references.py). Outcomes and rule failures are counted
+per batch: backbone_dq_records_total and backbone_dq_rule_failures_total."""
 
 from __future__ import annotations
 
@@ -20,26 +25,31 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import fastavro
-
 from backbone import metrics
-from backbone.errors import InputError, ServiceUnavailable
+from backbone.errors import ServiceUnavailable
 from backbone.sealing import Sealer
-from contract.catalog import Catalog, Entity
+from contract.catalog import Catalog
 from contract.codec import (
     Registry,
-    SchemaRejected,
     UndecodableMessage,
     decode,
     encode,
     schema_id_of,
-    subject_for,
 )
 from contract.deadletter import Output, RawEvent, dead_letter
-from contract.rules import PayloadRules, Rejected, check_message_key, clean_event, full_name, scope_secret
-from contract.subjects import payload_of
+from contract.field_rules import REJECT
+from contract.rules import (
+    DQ_FLAGS,
+    PayloadRules,
+    Rejected,
+    check_message_key,
+    clean_event,
+    shown,
+)
 from contract.topics import DLQ_PROCESSOR
 from stream_processors.lifecycle import LifecycleState, change_version
+from stream_processors.plans import Plan, Planner, PlanRefused
+from stream_processors.references import ReferenceTable, WaitingRoom
 
 STAGE = "processor"
 # librdkafka's default message.max.bytes (backbone.kafka's profiles keep it).
@@ -48,28 +58,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
 # a few per header): kept as a margin below message.max.bytes.
 _RECORD_OVERHEAD = 64
 _HEADER_OVERHEAD = 8
-# A refused plan (schema of another subject, clean schema refused) is asked again after this long,
-# so a fix in the registry is picked up without a restart; meanwhile its events are dead-lettered
-# without a network round trip.
-REFUSAL_RETRY_SECONDS = 60.0
 # A reason travels in a Kafka header: never longer than this.
 MAX_REASON = 2000
-
-
-class PlanRefused(Exception):
-    """The events of one (topic, schema id) cannot be cleaned; the message is the reason."""
-
-
-@dataclass
-class Plan:
-    """How to clean events written with one schema id on one topic."""
-
-    entity: Entity
-    rules: PayloadRules
-    clean_id: int
-    clean_parsed: Any
-    secret: bytes  # the pseudonymisation key of the entity's scope
-    adapter_kind: str  # how the source's positions order its changes (contract/positions.py)
 
 
 def message_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> int:
@@ -92,7 +82,37 @@ def _lifecycle_fields(event: Mapping[str, Any], rules: PayloadRules) -> dict[str
     return {name: after.get(name) for name in rules.transitions if name not in rules.pii}
 
 
-class Cleaner:
+@dataclass
+class _Held:
+    """A record judged but for its references: what finishing it needs."""
+
+    plan: Plan
+    record: dict[str, Any]  # the decoded change event
+    clean: dict[str, Any]
+    version: int
+    lifecycle: LifecycleState | None
+    flagged: list[str]  # rules of severity flag it failed so far
+
+
+class _Tally:
+    """A batch's counts, published once per batch (a label lookup per event would take a lock)."""
+
+    def __init__(self) -> None:
+        self.outs: dict[str, int] = {}
+        self.fails: dict[tuple[str, str], int] = {}
+        self.outcomes: dict[tuple[str, str, str], int] = {}
+        self.rules: dict[tuple[str, str, str, str], int] = {}
+        self.ok = self.failed = 0
+
+    def outcome(self, where: tuple[str, str], outcome: str, rules: list[str], severity: str) -> None:
+        key = (*where, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        for rule in rules:
+            rkey = (*where, rule, severity)
+            self.rules[rkey] = self.rules.get(rkey, 0) + 1
+
+
+class Cleaner(Planner):
     def __init__(
         self,
         catalog: Catalog,
@@ -104,94 +124,31 @@ class Cleaner:
         sealer: Sealer,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         lifecycle: LifecycleState | None = None,
+        references: ReferenceTable | None = None,
+        reference_wait_seconds: float = 30.0,
+        dq_rules: bool = True,
     ) -> None:
         self.sealer = sealer
         self.lifecycle = lifecycle  # None: updates without `before` skip the lifecycle check
-        self.catalog = catalog
-        self.registry = registry
+        Planner.__init__(self, catalog, registry, secret, dq_rules)
         self.regions = regions
-        self.secret = secret
         self.dlq_topic = dlq_topic
         self.max_message_bytes = max_message_bytes
-        self.plans: dict[tuple[str, int], Plan] = {}
-        # (topic, schema id) -> (reason, when refused, on time.monotonic()).
-        self.refused: dict[tuple[str, int], tuple[str, float]] = {}
-        self._owners: dict[str, list[Entity]] | None = None
+        self.references = references  # None: references to other entities go unchecked
+        self.reference_wait = reference_wait_seconds
+        self.waiting = WaitingRoom()
+        # (system, entity) of each cdc topic, for the counters of events that have no plan.
+        self.where = {e.cdc_topic: (e.system, e.name) for e in catalog.entities}
+        self.referenced = self._referenced() if dq_rules and references is not None else {}
+        self.records = metrics.ChildCache(metrics.DQ_RECORDS)
+        self.rule_failures = metrics.ChildCache(metrics.DQ_RULE_FAILURES)
 
-    def _owners_of(self, payload_name: str) -> list[Entity]:
-        """The catalog entities whose payload record has this full name (read once from the schemas)."""
-        if self._owners is None:
-            owners: dict[str, list[Entity]] = {}
-            for entity in self.catalog.entities:
-                try:
-                    owners.setdefault(full_name(entity.payload_schema()), []).append(entity)
-                except (InputError, OSError, ValueError, KeyError):
-                    continue
-            self._owners = owners
-        return self._owners.get(payload_name, [])
-
-    def plan_for(self, topic: str, schema_id: int) -> Plan:
-        plan = self.plans.get((topic, schema_id))
-        if plan is not None:
-            return plan
-        refused = self.refused.get((topic, schema_id))
-        if refused is not None and time.monotonic() - refused[1] < REFUSAL_RETRY_SECONDS:
-            raise PlanRefused(refused[0])
-        try:
-            plan = self._make_plan(topic, schema_id)
-        except PlanRefused as exc:
-            self.refused[(topic, schema_id)] = (str(exc), time.monotonic())
-            raise
-        self.refused.pop((topic, schema_id), None)
-        self.plans[(topic, schema_id)] = plan
-        return plan
-
-    def _make_plan(self, topic: str, schema_id: int) -> Plan:
-        entity = self.catalog.entity_for_topic(topic)
-        writer, _ = self.registry.schema_by_id(schema_id)
-        try:
-            payload = payload_of(writer)
-            rules = PayloadRules.from_schema(payload)
-        except (ValueError, KeyError, TypeError, StopIteration) as exc:
-            raise UndecodableMessage(f"schema id {schema_id} is not a change-event envelope: {exc}") from None
-        expected = subject_for(entity.cdc_topic)
-        name = full_name(payload)
-        owners = self._owners_of(name)
-        if entity not in owners:
-            # Framed with the schema id of another entity (or of a record no entity of the catalog
-            # has): its clean schema must never reach this entity's clean subject.
-            belongs = (
-                " and ".join(repr(subject_for(o.cdc_topic)) for o in owners)
-                if owners
-                else f"no subject of the catalog (record {name})"
-            )
-            subjects = "subject " if len(owners) <= 1 else "subjects "
-            raise PlanRefused(
-                f"schema id {schema_id} belongs to {subjects if owners else ''}{belongs}, not {expected!r}"
-            )
-        clean_subject = subject_for(entity.clean_topic)
-        try:
-            clean = rules.clean_schema()
-            clean_parsed = fastavro.parse_schema(clean)
-            clean_id = self.registry.register(clean_subject, clean)
-        except ServiceUnavailable:
-            raise
-        except (SchemaRejected, InputError) as exc:
-            raise PlanRefused(f"clean schema of schema id {schema_id} for subject {clean_subject!r}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - fastavro's SchemaParseError and kin: the writer schema's fault
-            raise PlanRefused(
-                f"clean schema of schema id {schema_id} for subject {clean_subject!r} is not valid Avro: "
-                f"{exc.__class__.__name__}: {exc}"
-            ) from None
-        kind = str(self.catalog.system(entity.system).adapter.get("kind", ""))
-        return Plan(entity, rules, clean_id, clean_parsed, scope_secret(self.secret, entity.scope), kind)
-
-    def letter(self, event: RawEvent, reason: str) -> Output:
+    def letter(self, event: RawEvent, reason: str, rule: str = "") -> Output:
         """The dead letter of `event`; when the sealed original would not fit in one message, only
         its beginning is kept and the reason says so (the letter must get through)."""
         if len(reason) > MAX_REASON:
             reason = reason[:MAX_REASON] + "..."
-        out = dead_letter(event, reason, STAGE, self.dlq_topic, self.sealer)
+        out = dead_letter(event, reason, STAGE, self.dlq_topic, self.sealer, rule)
         excess = message_size(out.key, out.value, out.headers) - self.max_message_bytes
         if excess <= 0:
             return out
@@ -201,72 +158,151 @@ class Cleaner:
         if keep < 0:  # the key itself is too large: neither is kept
             cut = replace(event, key=None, value=b"")
             note = f" (original key of {len(event.key or b'')} and value of {len(original)} bytes too large "
-            return dead_letter(cut, f"{reason}{note}for a dead letter: not kept)", STAGE, self.dlq_topic, self.sealer)
+            reason = f"{reason}{note}for a dead letter: not kept)"
+            return dead_letter(cut, reason, STAGE, self.dlq_topic, self.sealer, rule)
         cut = replace(event, value=original[:keep])
-        return dead_letter(cut, f"{reason}{note}{keep} bytes are kept)", STAGE, self.dlq_topic, self.sealer)
+        return dead_letter(cut, f"{reason}{note}{keep} bytes are kept)", STAGE, self.dlq_topic, self.sealer, rule)
 
     def process(self, events: list[RawEvent], emit: Callable[[Output], None]) -> tuple[int, int]:
-        """Clean a batch; every event results in exactly one output (clean or dead letter)."""
-        ok = failed = 0
-        now = datetime.now(UTC)
-        now_ms = time.time() * 1000
-        limit = self.max_message_bytes
+        """Clean a batch; every event results in exactly one output (clean or dead letter), now or,
+        for a record waiting for a referenced entity, when it is released (`release`). Returns the
+        (clean, dead-lettered) outputs emitted."""
+        tally = _Tally()
+        now, arrival = datetime.now(UTC), time.monotonic()
         # Counted per batch (one increment per topic), not per event: label lookups take a lock.
         for topic, n in metrics.count_by(events, lambda e: e.topic).items():
             metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
         latency = metrics.PROCESSING_LATENCY.labels(STAGE)
-        outs: dict[str, int] = {}
-        fails: dict[tuple[str, str], int] = {}
+        now_ms = time.time() * 1000
         for event in events:
-            out: Output | None = None
-            tracked: LifecycleUpdate | None = None
-            try:
-                schema_id = schema_id_of(event.value)
-                plan = self.plan_for(event.topic, schema_id)
+            if self.waiting.blocked(event):  # an earlier change of its entity waits: so does it
+                self.waiting.add(event, None, arrival)
+            else:
+                self._handle(event, now, arrival, arrival, emit, tally, None)
+            if event.timestamp_ms:
+                latency.observe(max(0.0, (now_ms - event.timestamp_ms) / 1000))
+        self._release(now, arrival, emit, tally)
+        self._publish(tally)
+        return tally.ok, tally.failed
+
+    def release(self, emit: Callable[[Output], None]) -> tuple[int, int]:
+        """Judge the waiting records again (their entity may have arrived, or their wait ended)."""
+        if not self.waiting.entries:
+            return 0, 0
+        tally = _Tally()
+        self._release(datetime.now(UTC), time.monotonic(), emit, tally)
+        self._publish(tally)
+        return tally.ok, tally.failed
+
+    def acknowledged(self) -> None:
+        """Every output emitted so far is acknowledged by Kafka (their offsets may be committed)."""
+        self.waiting.acknowledged()
+
+    def _release(self, now: datetime, clock: float, emit: Callable[[Output], None], tally: _Tally) -> None:
+        if not self.waiting.entries:
+            return
+        for entry in self.waiting.take_all():
+            if self.waiting.blocked(entry.event):
+                self.waiting.add(entry.event, entry.held, entry.since)
+            elif self._handle(entry.event, now, clock, entry.since, emit, tally, entry.held):
+                self.waiting.released(entry.event)
+
+    def _unresolved(self, plan: Plan, clean: Mapping[str, Any]) -> list[Any]:
+        missing = []
+        for ref in plan.rules.references:
+            value = clean.get(ref.field)
+            if value is not None and not self.references.exists(ref.qualified(plan.entity.domain), str(value)):
+                missing.append(ref)
+        return missing
+
+    def _handle(
+        self,
+        event: RawEvent,
+        now: datetime,
+        clock: float,
+        since: float,
+        emit: Callable[[Output], None],
+        tally: _Tally,
+        held: _Held | None,
+    ) -> bool:
+        """Judge one event (or finish one that waited); False when it waits for a referenced entity."""
+        out: Output | None = None
+        rule, kind, reason = "", "", ""
+        where = self.where.get(event.topic, ("", ""))
+        try:
+            if held is None:
+                plan = self.plan_for(event.topic, schema_id_of(event.value))
                 _, record = decode(self.registry, event.value)
                 lifecycle = self.lifecycle if plan.rules.transitions else None
                 version = change_version(plan.adapter_kind, record) if lifecycle is not None else 0
                 prior = lifecycle.prior(event, version) if lifecycle is not None else None
                 clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now, prior)
                 check_message_key(clean, event.key, plan.rules, plan.secret, plan.entity.key)
-                value = encode(plan.clean_id, plan.clean_parsed, clean)
-                size = message_size(event.key, value)
-                if size > limit:
-                    kind, reason = (
-                        "too_large",
-                        (
-                            f"too_large: the clean record for {plan.entity.clean_topic} is {size} bytes, "
-                            f"more than the producer takes (message.max.bytes {limit})"
-                        ),
-                    )
-                else:
-                    out = Output(plan.entity.clean_topic, event.key, value)
-                    if lifecycle is not None:
-                        tracked = (lifecycle, version, _lifecycle_fields(record, plan.rules))
-            except UndecodableMessage as exc:
-                kind, reason = "undecodable", f"undecodable: {exc}"
-            except PlanRefused as exc:
-                kind, reason = "schema", f"schema: {exc}"
-            except Rejected as exc:
-                kind, reason = "invalid", f"invalid: {exc}"
-            except ServiceUnavailable:
-                raise  # the registry is unreachable: the batch is read again
-            except Exception as exc:  # noqa: BLE001 - no input may stop the partition
-                kind, reason = "unexpected", f"unexpected: {exc.__class__.__name__}: {str(exc)[:300]}"
-            if out is not None:
-                emit(out)
-                if tracked is not None:  # acknowledged with the batch, before its offsets are committed
-                    emit(tracked[0].remember(event, tracked[1], tracked[2]))
-                outs[out.topic] = outs.get(out.topic, 0) + 1
-                ok += 1
+                held = _Held(plan, record, clean, version, lifecycle, list(clean[DQ_FLAGS]))
+            plan, clean = held.plan, held.clean
+            where = (plan.entity.system, plan.entity.name)
+            checked = self.references is not None and plan.rules.references and not clean["is_deleted"]
+            missing = self._unresolved(plan, clean) if checked else []
+            if missing and clock - since < self.reference_wait:
+                self.waiting.add(event, held, since)
+                return False
+            for ref in missing:
+                value = shown(plan.rules, plan.secret, ref.field, clean.get(ref.field))
+                message = (
+                    f"field {ref.field!r} value {value}: no {ref.qualified(plan.entity.domain)} "
+                    f"{ref.target_field or 'key'} {value} known (waited {self.reference_wait:g}s)"
+                )
+                if ref.severity == REJECT:
+                    raise Rejected(message, ref.rule_id)
+                held.flagged.append(ref.rule_id)
+            clean[DQ_FLAGS] = held.flagged
+            value = encode(plan.clean_id, plan.clean_parsed, clean)
+            size = message_size(event.key, value)
+            if size > self.max_message_bytes:
+                kind, rule = "too_large", "envelope:too_large"
+                reason = (
+                    f"too_large: the clean record for {plan.entity.clean_topic} is {size} bytes, "
+                    f"more than the producer takes (message.max.bytes {self.max_message_bytes})"
+                )
             else:
-                emit(self.letter(event, reason))
-                fails[(event.topic, kind)] = fails.get((event.topic, kind), 0) + 1
-                failed += 1
-            if event.timestamp_ms:
-                latency.observe(max(0.0, (now_ms - event.timestamp_ms) / 1000))
-        for topic, n in outs.items():
+                out = Output(plan.entity.clean_topic, event.key, value)
+        except UndecodableMessage as exc:
+            kind, rule, reason = "undecodable", "envelope:undecodable", f"undecodable: {exc}"
+        except PlanRefused as exc:
+            kind, rule, reason = "schema", "envelope:schema", f"schema: {exc}"
+        except Rejected as exc:
+            kind, rule, reason = "invalid", exc.rule or "record:invalid", f"invalid: {exc}"
+        except ServiceUnavailable:
+            raise  # the registry is unreachable: the batch is read again
+        except Exception as exc:  # noqa: BLE001 - no input may stop the partition
+            kind, rule = "unexpected", "envelope:unexpected"
+            reason = f"unexpected: {exc.__class__.__name__}: {str(exc)[:300]}"
+        if out is not None and held is not None:
+            emit(out)
+            if held.lifecycle is not None:  # acknowledged with the batch, before its offsets are committed
+                emit(held.lifecycle.remember(event, held.version, _lifecycle_fields(held.record, held.plan.rules)))
+            entity = self.referenced.get(event.topic)
+            if entity is not None and self.references is not None:
+                noted = self.references.note(entity, held.clean["entity_key"], not held.clean["is_deleted"])
+                if noted is not None:
+                    emit(noted)
+            tally.outs[out.topic] = tally.outs.get(out.topic, 0) + 1
+            tally.ok += 1
+            flags = held.flagged
+            tally.outcome(where, "flagged" if flags else "accepted", flags, "flag")
+        else:
+            emit(self.letter(event, reason, rule))
+            tally.fails[(event.topic, kind)] = tally.fails.get((event.topic, kind), 0) + 1
+            tally.failed += 1
+            tally.outcome(where, "rejected", [rule], "reject")
+        return True
+
+    def _publish(self, tally: _Tally) -> None:
+        for topic, n in tally.outs.items():
             metrics.EVENTS_OUT.labels(STAGE, topic).inc(n)
-        for (topic, kind), n in fails.items():
+        for (topic, kind), n in tally.fails.items():
             metrics.EVENTS_FAILED.labels(STAGE, topic, kind).inc(n)
-        return ok, failed
+        for labels, n in tally.outcomes.items():
+            self.records(*labels).inc(n)
+        for labels, n in tally.rules.items():
+            self.rule_failures(*labels).inc(n)

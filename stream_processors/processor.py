@@ -24,16 +24,17 @@ from contract.bootstrap import preflight
 from contract.catalog import catalog_for
 from contract.codec import Registry
 from contract.deadletter import Output, RawEvent
-from contract.topics import DLQ_PROCESSOR, REF_REGIONS, STATE_LIFECYCLE, named
+from contract.topics import DLQ_PROCESSOR, REF_REGIONS, STATE_LIFECYCLE, STATE_REFERENCES, named
 from stream_processors.cleaning import DEFAULT_MAX_MESSAGE_BYTES, STAGE, Cleaner
 from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped
 from stream_processors.lifecycle import LifecycleState, read_partition
-from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
+from stream_processors.offsets import committed_offsets_lookup
+from stream_processors.references import HoldingLedger, ReferenceTable
 
 log = logging.getLogger(__name__)
 
 
-class ReferenceTable(GlobalTable):
+class TopicTable(GlobalTable):
     """A global table whose changelog is a topic we own (ref.regions).
 
     Faust 0.15's assignor looks global changelogs up by the default name
@@ -41,6 +42,14 @@ class ReferenceTable(GlobalTable):
 
     def _changelog_topic_name(self) -> str:
         return self.changelog_topic.get_topic_name()
+
+
+def _global_table(app: faust.App, name: str, topic: str) -> TopicTable:
+    """A table every worker reads whole from a compacted topic of JSON keys and values."""
+    changelog = app.topic(topic, key_serializer="json", value_serializer="json", partitions=1, compacting=True)
+    return app.tables.add(
+        TopicTable(app=app, name=name, key_type=str, value_type=None, partitions=1, changelog_topic=changelog)
+    )
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -56,22 +65,9 @@ def build_app(settings: Settings) -> faust.App:
         "faust",
         stream_buffer_maxsize=4 * settings.processor_batch_size,
     )
-    regions = app.tables.add(
-        ReferenceTable(
-            app=app,
-            name="regions",
-            key_type=str,
-            value_type=None,
-            partitions=1,
-            changelog_topic=app.topic(
-                named(settings, REF_REGIONS),
-                key_serializer="json",
-                value_serializer="json",
-                partitions=1,
-                compacting=True,
-            ),
-        )
-    )
+    regions = _global_table(app, "regions", named(settings, REF_REGIONS))
+    # Which referenced entities exist: state.references, read whole by every worker.
+    known = _global_table(app, "references", named(settings, STATE_REFERENCES))
     producer = kafka.make_producer(settings, "processor")
     sealer = Sealer(settings.dead_letter_secret())
     # Outputs are bounded by the producer's own limit: a larger one would stop the batch at produce().
@@ -86,11 +82,16 @@ def build_app(settings: Settings) -> faust.App:
         sealer=sealer,
         max_message_bytes=max_bytes,
         lifecycle=lifecycle,
+        references=ReferenceTable(named(settings, STATE_REFERENCES), known),
+        reference_wait_seconds=settings.processor_reference_wait_seconds,
+        dq_rules=settings.processor_dq_rules,
     )
     cdc_topics = [e.cdc_topic for e in catalog.entities]
     # acks=False: Faust does not commit these offsets; the ledger below does (see offsets.py).
     source = app.topic(*cdc_topics, value_serializer="raw", key_serializer="raw", acks=False)
-    ledger = OffsetLedger(committed_offsets_lookup(settings, settings.processor_app_id))
+    ledger = HoldingLedger(committed_offsets_lookup(settings, settings.processor_app_id))
+    ledger.room = cleaner.waiting  # no offset committed past a record that waits for its reference
+    batch_lock = asyncio.Lock()  # the agent's batches and the release timer take turns
     delivery_errors: list[str] = []
     heartbeat = metrics.Heartbeat(STAGE)
 
@@ -129,9 +130,11 @@ def build_app(settings: Settings) -> faust.App:
                 for e in events
             ]
             try:
-                cleaner.process(batch, emit)
-                # Outputs acknowledged before the batch's events are acked (and their offsets committed).
-                await loop.run_in_executor(None, flush_outputs)
+                async with batch_lock:
+                    cleaner.process(batch, emit)
+                    # Outputs acknowledged before the batch's events are acked (and their offsets committed).
+                    await loop.run_in_executor(None, flush_outputs)
+                    cleaner.acknowledged()
             except Exception:
                 # Not committed: the ledger stays behind and `unstick` re-reads the batch.
                 log.exception("a batch of %d events failed; it will be read again", len(batch))
@@ -148,6 +151,25 @@ def build_app(settings: Settings) -> faust.App:
             heartbeat.idle()
 
     install_ledger_timers(app, ledger, cdc_topics, STAGE)
+
+    @app.timer(interval=0.5)
+    async def release_waiting() -> None:
+        # Records waiting for a referenced entity are judged again without waiting for a batch.
+        if not len(cleaner.waiting):
+            return
+        loop = asyncio.get_running_loop()
+        async with batch_lock:
+            try:
+                cleaner.release(emit)
+                await loop.run_in_executor(None, flush_outputs)
+                cleaner.acknowledged()
+            except Exception:  # noqa: BLE001 - not acknowledged: their offsets stay uncommitted
+                log.exception("releasing waiting records failed; they are read again after a restart")
+
+    @app.on_partitions_revoked.connect
+    async def _drop_waiting(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
+        # Their offsets were not committed: the partitions' next owner reads them again.
+        cleaner.waiting.drop((tp.topic, tp.partition) for tp in revoked)
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001 - Faust signal

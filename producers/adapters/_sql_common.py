@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, PositiveInt, field_validator
+from pydantic import AfterValidator, NonNegativeFloat, PositiveInt, field_validator
 from pydantic_core import PydanticCustomError
 
 from backbone.errors import ConfigError
@@ -43,6 +43,8 @@ class SqlOptions(AdapterOptions):
     password_env: str | None = None
     tables: dict[str, str]
     batch_size: PositiveInt = 500
+    # Seconds between censuses of the tables for reconciliation (producers/adapters/census.py); 0: none.
+    census_seconds: NonNegativeFloat = 300.0
 
     @field_validator("tables")
     @classmethod

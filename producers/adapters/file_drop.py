@@ -74,8 +74,10 @@ from backbone.errors import ConfigError
 from backbone.retry import retrying
 from backbone.settings import Settings
 from contract.catalog import SourceSystem
+from contract.census import Census
 from contract.codec import Registry
 from producers.adapters.base import SourceAdapter
+from producers.adapters.census import CensusRunner
 from producers.adapters.file_drop_folder import DONE, FAILED, DropFolder
 from producers.adapters.file_drop_options import FileDropOptions
 from producers.adapters.file_drop_progress import is_current, line_position, remember, restore, start_file
@@ -105,6 +107,7 @@ class FileDropAdapter(SourceAdapter):
         super().__init__(system, settings, registry)
         self.drop = DropFolder(self.folder, self.options.settle_seconds)
         self.state: dict[str, Any] = {}
+        self.census = CensusRunner(self, 0, lambda: (None, []))  # no periodic census: one per file
 
     # -- configuration -------------------------------------------------------------------------
     def _bad(self, name: str, value: Any, why: str) -> ConfigError:
@@ -173,6 +176,7 @@ class FileDropAdapter(SourceAdapter):
                 log.warning("%s: %s disappeared while being read", self.system.system, path.name)
                 self.state["current"] = None
         self._checkpoint()
+        self.census.close()
 
     def _checkpoint(self) -> None:
         self._flush_dead_letters()
@@ -259,6 +263,11 @@ class FileDropAdapter(SourceAdapter):
             current["rejected"],
         )
         self._done(name, digest, DONE, keep_digest=True, rows=current["emitted"], rejected=current["rejected"])
+        # Reconciliation: the file's rows = stored + rejected, checked by the sink (sinks/reconciliation.py).
+        rows = current["emitted"] + current["rejected"]
+        census = Census(self.system.system, entity, self.kind, "file", digest[:16], source=name, file_rows=rows)
+        census.file_rejected = current["rejected"]
+        self.census.publish([census])
 
     def _handle_row(
         self,

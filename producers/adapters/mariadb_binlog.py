@@ -20,6 +20,8 @@ Catalog (`adapter:` of the system's file):
         permit_application: permit_application
       batch_size: 500             # changes per checkpoint (and rows per snapshot query); default 500
       heartbeat_seconds: 1        # the server's heartbeat while idle, how soon a stop is noticed; default 1
+      census_seconds: 300         # seconds between censuses of the tables for reconciliation (row count and
+                                  # key checksum computed in the database, producers.adapters.census); 0: none
 
 The server must run with log_bin, binlog_format=ROW, binlog_row_image=FULL and binlog_row_metadata=FULL
 (column names travel in the log, so rows decode correctly after an ALTER TABLE); the adapter checks them.
@@ -69,6 +71,7 @@ from contract.catalog import Entity
 from contract.coerce import FieldErrors, coerce_record
 from producers.adapters import _sql_common as common
 from producers.adapters.base import SourceAdapter
+from producers.adapters.census import CensusRunner, mariadb_census
 from producers.adapters.mariadb_snapshot import file_index as file_index  # re-exported
 from producers.adapters.mariadb_snapshot import format_position, numeric_position, take_snapshot
 from producers.adapters.options import load_options
@@ -116,6 +119,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
         self.tables: dict[str, Entity] = {t: common.entity_for(self, t, e) for t, e in options.tables.items()}
         self.schemas = {t: e.payload_schema() for t, e in self.tables.items()}
         self.fields = {t: [f["name"] for f in s["fields"]] for t, s in self.schemas.items()}
+        self.census = CensusRunner(self, options.census_seconds, lambda: mariadb_census(self))
 
     # -- connections ---------------------------------------------------------------------------
     def _connection_settings(self) -> dict[str, Any]:
@@ -299,6 +303,9 @@ class MariaDbBinlogAdapter(SourceAdapter):
                     if due or stop_seen is not None:
                         self.commit(boundary, numeric_position(boundary["binlog_file"], boundary["binlog_pos"]))
                         committed, pending, last_commit = dict(boundary), 0, time.monotonic()
+                # A census as of binlog coordinates is published once the reader passed them, all committed.
+                idle_at = (file_index(reader.log_file), int(reader.log_pos or 0))
+                self.census.poll(idle_at if not in_tx and boundary == committed else None)
                 if stop_seen is not None and (not in_tx or time.monotonic() - stop_seen > 3):
                     # Mid-transaction at a stop: its emitted rows are re-sent after the restart, same positions.
                     if boundary != committed:
@@ -336,4 +343,7 @@ class MariaDbBinlogAdapter(SourceAdapter):
                     return  # stopped during the snapshot
             self._stream(stop, state)
 
-        self.keep_running(stop, session, f"MariaDB at {self.host}:{self.port}", (*SOURCE_ERRORS, SourceLost))
+        try:
+            self.keep_running(stop, session, f"MariaDB at {self.host}:{self.port}", (*SOURCE_ERRORS, SourceLost))
+        finally:
+            self.census.close()

@@ -20,6 +20,9 @@ Catalog `adapter:` fields (kind: postgres_cdc):
   snapshot        take an initial snapshot of the tables when the slot is created (default true)
   set_replica_identity  when a table is not REPLICA IDENTITY FULL, set it (ALTER TABLE, needs ownership;
                   default true). With false such a table stops the adapter with a ConfigError.
+  census_seconds  seconds between censuses of the tables (row count and key checksum, computed in the
+                  database) for the sink's reconciliation; 0 turns them off (default 300; see
+                  producers.adapters.census)
 
 REPLICA IDENTITY FULL: PostgreSQL logs the old row of an UPDATE or DELETE only in full when the table's
 replica identity is FULL (by default only the primary key, and for updates nothing unless the key
@@ -75,6 +78,7 @@ from contract.coerce import FieldErrors, coerce_record
 from producers.adapters import _sql_common as common
 from producers.adapters import postgres_slot
 from producers.adapters.base import SourceAdapter
+from producers.adapters.census import CensusRunner, postgres_census
 from producers.adapters.options import load_options
 from producers.adapters.postgres_slot import format_lsn, parse_lsn
 from producers.emitter import Change
@@ -153,6 +157,7 @@ class PostgresCdcAdapter(SourceAdapter):
         self._repl: Any = None
         self._cursor: Any = None
         self._last_feedback = 0.0
+        self.census = CensusRunner(self, options.census_seconds, lambda: postgres_census(self))
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -326,6 +331,8 @@ class PostgresCdcAdapter(SourceAdapter):
                         self._checkpoint(state, stop)
                         confirmed_lsn, batch = int(state["lsn"]), 0
                         continue
+                # A census as of LSN L is published once every transaction committed before L is captured.
+                self.census.poll(max(int(state["lsn"]), self._cursor.wal_end) if txn is None and not batch else None)
                 self._keepalive()
                 self.heartbeat.beat()
                 select.select([self._repl], [], [], 0.2)
@@ -393,5 +400,8 @@ class PostgresCdcAdapter(SourceAdapter):
                 self._close()
 
         errors = (psycopg2.DatabaseError, psycopg2.InterfaceError)
-        self.keep_running(stop, session, "PostgreSQL", errors, permanent=_NOT_TRANSIENT, also=(ServiceUnavailable,))
+        try:
+            self.keep_running(stop, session, "PostgreSQL", errors, permanent=_NOT_TRANSIENT, also=(ServiceUnavailable,))
+        finally:
+            self.census.close()
         log.info("%s: stopped at %s", self.system.system, state.get("position") or state.get("lsn_text"))

@@ -32,6 +32,9 @@ Catalog `adapter:` fields (kind: query_poll):
   reconcile_seconds hard deletes: every so many seconds (0 = never, the default) the table's keys are
                     compared with the keys already sent, and a `d` is emitted for each key that vanished
   batch_size        most rows read (and emitted, then checkpointed) per query (default 500)
+  census_seconds    seconds between censuses of the tables' keys for the sink's reconciliation (rows with a
+                    cursor value, not soft-deleted, counted in the database; default 300, 0: none); see
+                    producers.adapters.census
   poll_seconds      pause between polls once a table is caught up (default 1.0)
   settle_seconds    read only rows whose timestamp cursor is at least this old by the database's clock
                     (default 0). A transaction that sets updated_at and commits later than a poll that
@@ -77,6 +80,7 @@ from contract.coerce import FieldErrors, coerce_record, coerce_value
 from producers.adapters import _sql_common as common
 from producers.adapters._sql_common import Identifier
 from producers.adapters.base import SourceAdapter
+from producers.adapters.census import CensusRunner, query_poll_census
 from producers.adapters.options import load_options
 from producers.adapters.query_poll_keys import KnownKeys
 from producers.adapters.query_poll_sql import PolledTable, PollSql, decode_value, encode_value, position_part
@@ -157,6 +161,7 @@ class QueryPollAdapter(SourceAdapter):
                 self.checkpoints.path.with_name(f"{system.system}.keys.sqlite"), self.sealer, self._stored_key
             )
         self._reconciled: dict[str, float] = {}
+        self.census = CensusRunner(self, options.census_seconds, lambda: query_poll_census(self))
 
     def _stored_key(self, table: str, key: str) -> str:
         """A key as the known-keys file keeps it: the keyed hash when the entity's key has a pii field."""
@@ -363,6 +368,7 @@ class QueryPollAdapter(SourceAdapter):
             self.keep_running(stop, lambda: self._session(state, stop), "database", self._errors())
         finally:
             self._close()
+            self.census.close()
             if self._known is not None:
                 self._known.close()
 
@@ -379,6 +385,7 @@ class QueryPollAdapter(SourceAdapter):
                     busy = True
             self.source_ok()
             if not busy and not stop.is_set():
+                self.census.poll(True)  # caught up: a census of the source now (mode current)
                 now = time.monotonic()
                 for table in self.tables:
                     due = self._reconciled.get(table.name, 0.0) + table.reconcile_seconds

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 
 import yaml
 
 from backbone.settings import PROJECT_ROOT
-from devstack.alert_rules import RULES_FILE, main, render_dir
+from contract import working_hours as hours
+from contract.catalog import load_catalog
+from devstack.alert_rules import RULES_FILE, main, render_dir, working_hours_expr
 from devstack.monitoring import find_binary
 
 PROMETHEUS = PROJECT_ROOT / "infra" / "prometheus"
 ALERTMANAGER = PROJECT_ROOT / "infra" / "alertmanager"
+# promtool unit tests of the rules: alerts_test.yml (every minute), silence_test.yml (a day, every 5 minutes).
+RULE_TESTS = ("alerts_test.yml", "silence_test.yml")
 
 
 def run(tool: str, *args: str) -> str:
@@ -32,8 +37,8 @@ def test_rule_files_are_valid():
 
 
 def test_rules_pass_their_unit_tests():
-    # Every alert of alerts.yml has at least one case in alerts_test.yml (checked below), each run here.
-    assert "SUCCESS" in run("promtool", "test", "rules", "alerts_test.yml")
+    # Every alert of alerts.yml has at least one case in RULE_TESTS (checked below), each run here.
+    assert "SUCCESS" in run("promtool", "test", "rules", *RULE_TESTS)
 
 
 def test_every_alert_has_a_unit_test():
@@ -41,7 +46,8 @@ def test_every_alert_has_a_unit_test():
     alerts = {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
     tested = {
         case["alertname"]
-        for test in yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+        for name in RULE_TESTS
+        for test in yaml.safe_load((PROMETHEUS / name).read_text())["tests"]
         for case in test.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
@@ -77,3 +83,18 @@ def test_generator_check_mode_reports_a_stale_file(tmp_path, capsys):
 def test_the_servers_are_installed():
     # The alerting integration test runs both; find_binary raises (naming `make setup`) when one is missing.
     assert find_binary("prometheus") and find_binary("prometheus-alertmanager", "alertmanager")
+
+
+def test_working_hours_series_follow_the_catalog(tmp_path):
+    # The default (Mon-Fri 07:30-16:00 WIB) opens the window freshness_seconds after opening, rounded up to
+    # a minute; a round-the-clock system is always inside; days map Monday=0 (Python) to Monday=1 (PromQL).
+    catalog = load_catalog(PROJECT_ROOT / "catalog", PROJECT_ROOT / "schemas")
+    licensing = catalog.system("sim-licensing")
+    expr = working_hours_expr(licensing)
+    assert "day_of_week(vector(time() + 25200)) >= 1 <= 5" in expr
+    assert ">= 451 < 960" in expr
+    assert working_hours_expr(catalog.system("sim-health")) == "vector(1)"
+    odd = replace(licensing, working_hours=hours.parse({"days": "mon,wed-thu,sun", "from": "22:00", "to": "24:00"}))
+    expr = working_hours_expr(odd)
+    days = "(day_of_week(vector(time() + 25200)) >= 0 <= 1 or day_of_week(vector(time() + 25200)) >= 3 <= 4)"
+    assert days in expr and ">= 1321 < 1440" in expr  # Sunday-Monday, Wednesday-Thursday

@@ -22,6 +22,8 @@ from contract.rules import event_id
 from sinks import ddl
 from sinks.clickhouse_sink import Sink
 from sinks.kpi_tables import KpiTables
+from sinks.reconciliation import Reconciler
+from sinks.source_activity import SourceActivity
 from sinks.store import connect
 from sinks.table_writer import TableWriter
 from tests.fakes import FakeRegistry
@@ -88,6 +90,8 @@ def sink(client):
     s.kpi_tables.client, s.kpi_tables.registry, s.kpi_tables.tables = client, s.registry, {}
     s.kpi_tables.topics, s.kpi_tables.ready, s.kpi_tables.batch = [], {}, []
     s.dlq, s.sealer, s.stored = FakeProducer(), SEALER, 0
+    # No census in these batches; each system's last change is kept (sinks/reconciliation.py, source_activity.py).
+    s.reconciler, s.activity = Reconciler(client, Catalog(), {}, "census", 60.0), SourceActivity(client, Catalog())
     s.schema_id = s.registry.add(CLEAN)
     return s
 

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 import stream_processors.cleaning as cleaning
+import stream_processors.plans as plans
 from backbone.errors import ServiceUnavailable
 from contract.codec import SchemaRejected, encode
 from contract.deadletter import Output, RawEvent
@@ -131,8 +132,8 @@ def test_refused_plan_is_asked_again_after_a_while(monkeypatch):
     (_, failed), _ = pipe.run([pipe.event(LICENSING, change)])
     assert failed == 1
     registry.refuse.clear()  # fixed in the registry meanwhile
-    later = time.monotonic() + cleaning.REFUSAL_RETRY_SECONDS + 1
-    monkeypatch.setattr(cleaning.time, "monotonic", lambda: later)
+    later = time.monotonic() + plans.REFUSAL_RETRY_SECONDS + 1
+    monkeypatch.setattr(plans.time, "monotonic", lambda: later)
     (ok, _), outputs = pipe.run([pipe.event(LICENSING, change)])
     assert ok == 1 and outputs[0].topic == PERMIT.clean_topic
     assert registry.calls.count(clean_subject) == 2

@@ -650,6 +650,20 @@ def test_bad_inputs_are_reported_and_dead_lettered(pipeline, adapter):
         f"SELECT source_position FROM {TABLE} FINAL WHERE startsWith(source_position, '{bad_digest[:16]}:') "
         "ORDER BY source_position"
     ).split() == [event_position(bad_digest, 2), event_position(bad_digest, 6)]
+    # Reconciled: the file's rows = stored + rejected, one row of the reconciliation table for the file.
+    rows = str(2 + len(expected))
+    wait_for(
+        lambda: (
+            pipeline.query(
+                "SELECT source_rows, store_rows, missing, extra, checksum_match FROM reconciliation FINAL "
+                f"WHERE mode = 'file' AND source = 'bad_types.csv' AND source_position = '{bad_digest[:16]}'"
+            ).split()
+            == [rows, rows, "0", "0", "true"]
+        ),
+        60,
+        "the file reconciled",
+        alive=(pipeline.sink,),
+    )
     # The sink keeps the adapter's dead letters for operators too.
     wait_for(
         lambda: pipeline.count("SELECT count() FROM dead_letters WHERE stage = 'adapter'") >= 8,

@@ -31,6 +31,7 @@ from producers.service import build_adapter
 from simulators.licensing import LicensingOffice
 from simulators.writers.mariadb import MariaDbSourceWriter
 from tests.helpers import count, query, wait_for
+from tests.producers.adapters.test_postgres import reconciled
 
 SYSTEM = "mariadb-licensing"
 TABLE = "licensing_permit_application"
@@ -68,7 +69,9 @@ class Workload:
 class Source:
     """One test's table, catalog, settings and writer."""
 
-    def __init__(self, mariadb: LocalMariaDB, make_settings, tmp_path: Path, batch_size: int) -> None:
+    def __init__(
+        self, mariadb: LocalMariaDB, make_settings, tmp_path: Path, batch_size: int, census_seconds: float = 300
+    ) -> None:
         n = next(_numbers)
         self.mariadb = mariadb
         self.table = f"permit_application_{n}"
@@ -85,6 +88,7 @@ class Source:
             "server_id": 5400 + n,
             "tables": {self.table: "permit_application"},
             "batch_size": batch_size,
+            "census_seconds": census_seconds,
         }
         catalog = tmp_path / f"catalog{n}"
         catalog.mkdir()
@@ -197,7 +201,7 @@ def test_catalog_mistakes_name_the_file_and_field(mariadb, make_settings, tmp_pa
 
 
 def test_snapshot_then_inserts_updates_deletes_arrive_in_order(mariadb, make_settings, stage_process, tmp_path):
-    source = Source(mariadb, make_settings, tmp_path, batch_size=7)
+    source = Source(mariadb, make_settings, tmp_path, batch_size=7, census_seconds=0.5)
     # Rows already there before capture starts, some updated since their insert (verified, decided).
     existing = source.workload.take(40, deletes=False)
     assert {c.op for c in existing} == {"c", "u"}
@@ -236,6 +240,14 @@ def test_snapshot_then_inserts_updates_deletes_arrive_in_order(mariadb, make_set
     assert stored_history(port) == expected  # every change of every key, in source_position order
     assert current_rows(port) == source.database_rows()
     assert file_index(source.checkpoint()["binlog_file"]) == first_file + 1
+    # Reconciled: the census at the binlog coordinates of a consistent snapshot equals the store as of them.
+    in_source = len(source.database_rows())
+
+    def clean() -> bool:
+        row = reconciled(port, SYSTEM)
+        return bool(row and row["checksum_match"] and row["source_rows"] == in_source == row["store_rows"])
+
+    wait_for(clean, 30, "a census reconciled without difference", alive=stages)
     # A clean stop: SIGTERM, the adapter checkpoints and exits within seconds.
     adapter.signal(signal.SIGTERM)
     assert adapter.process.wait(10) == 0

@@ -56,8 +56,8 @@ def make_catalog(tmp_path: Path, system: str, adapter: dict) -> Path:
     return folder
 
 
-def pipeline(make_settings, tmp_path: Path, system: str, adapter: dict):
-    settings = make_settings(catalog_dir=make_catalog(tmp_path, system, adapter))
+def pipeline(make_settings, tmp_path: Path, system: str, adapter: dict, **overrides: object):
+    settings = make_settings(catalog_dir=make_catalog(tmp_path, system, adapter), **overrides)
     bootstrap(settings)
     (entity,) = catalog_for(settings).system(system).entities
     return settings, entity
@@ -196,6 +196,27 @@ def history_in_store(port: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def sink_metric(sink, name: str, **labels: str) -> float | None:
+    """The value of one series on the sink's metrics endpoint (None when it is not exported)."""
+    text = requests.get(f"http://127.0.0.1:{sink.env['BACKBONE_SINK_METRICS_PORT']}/metrics", timeout=5).text
+    wanted = sorted(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        match = re.match(rf"^{name}\{{([^}}]*)\}} (\S+)$", line)
+        if match and sorted(match.group(1).split(",")) == wanted:
+            return float(match.group(2))
+    return None
+
+
+def reconciled(port: str, system: str) -> dict | None:
+    """The newest row of the reconciliation table for `system`."""
+    found = rows(
+        port,
+        "SELECT source_rows, store_rows, missing, extra, checksum_match, extra_keys, missing_keys "
+        f"FROM reconciliation FINAL WHERE system = '{system}' ORDER BY checked_at DESC LIMIT 1",
+    )
+    return found[0] if found else None
+
+
 def replica_identity(dsn: str) -> str:
     conn = psycopg2.connect(dsn)
     try:
@@ -210,12 +231,16 @@ def replica_identity(dsn: str) -> str:
 def test_cdc_snapshot_then_changes_in_order_and_exactly_once_after_kill9(
     postgres, make_settings, stage_process, tmp_path
 ):
+    """... and reconciled with the source: zero after this clean run, exactly the rows deleted behind the
+    adapter's back (stopped, its slot advanced past the deletes) after that (producers/adapters/census.py,
+    sinks/reconciliation.py); the sink exports the system's last change (silent sources)."""
     database, dsn = new_database(postgres)
     system = "pg-licensing"
     slot = "licensing_cdc"
     adapter = {"kind": "postgres_cdc", **connection_fields(postgres, database), "slot": slot}
-    adapter.update({"tables": {"permit_application": "permit_application"}, "batch_size": 25})
-    settings, entity = pipeline(make_settings, tmp_path, system, adapter)
+    adapter.update({"tables": {"permit_application": "permit_application"}, "batch_size": 25, "census_seconds": 0.5})
+    # A census that differs from the store is compared again for 2 s before the difference is reported.
+    settings, entity = pipeline(make_settings, tmp_path, system, adapter, reconcile_grace_seconds=2)
     env = {PASSWORD_ENV: postgres.password}
 
     history = History(office(settings, seed=11))
@@ -285,18 +310,50 @@ def test_cdc_snapshot_then_changes_in_order_and_exactly_once_after_kill9(
     deleted = sum(1 for c in chunk1 + chunk2 + chunk3 if c.op == "d")
     assert deleted > 30 and count(port, f"SELECT count() FROM {TABLE} FINAL WHERE is_deleted") == deleted
 
+    # Reconciled: the source's census as of a position, the store as of the same position, no difference.
+    in_source = len(database_state(dsn))
+
+    def clean() -> bool:
+        row = reconciled(port, system)
+        return bool(row and row["checksum_match"] and row["source_rows"] == in_source)
+
+    wait_for(clean, 30, "a census reconciled without difference", alive=(processor, sink, second))
+    assert sink_metric(sink, "backbone_reconciliation_difference_rows", system=system, entity=entity.name) == 0
+    # Silent sources: the sink exports when the system last changed (ts_emitted), time() minus it is the silence.
+    last_change = sink_metric(sink, "backbone_source_last_change_timestamp_seconds", system=system)
+    assert last_change is not None and time.time() - 300 < last_change <= time.time()
+
     # A clean stop confirms the slot up to the checkpoint.
     assert second.stop() == 0
     state = checkpoint(settings, system)
     conn = psycopg2.connect(dsn)
+    conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(
             "SELECT confirmed_flush_lsn - %s::pg_lsn FROM pg_replication_slots WHERE slot_name = 'licensing_cdc'",
             (state["lsn_text"],),
         )
         assert cur.fetchone()[0] >= 0
+        # Behind the adapter's back: two rows deleted while it is stopped, the slot moved past the deletes.
+        gone = sorted(database_state(dsn))[:2]
+        cur.execute("DELETE FROM permit_application WHERE application_id = ANY(%s)", (gone,))
+        assert cur.rowcount == 2
+        cur.execute("SELECT pg_replication_slot_advance('licensing_cdc', pg_current_wal_lsn())")
+    third = stage_process(settings, "adapters", "run", system, **env)
+    wait_for(
+        lambda: (reconciled(port, system) or {}).get("checksum_match") is False,
+        60,
+        "the difference reported",
+        alive=(processor, sink, third),
+    )
+    row = reconciled(port, system)
+    assert (row["source_rows"], row["store_rows"], row["missing"], row["extra"]) == (in_source - 2, in_source, 0, 2)
+    assert row["extra_keys"] == gone and row["missing_keys"] == []
+    assert sink_metric(sink, "backbone_reconciliation_difference_rows", system=system, entity=entity.name) == 2
+    assert count(port, f"SELECT count() FROM {TABLE}_current") == in_source  # the deletes were never captured
+    assert third.stop() == 0
+    with conn.cursor() as cur:
         cur.execute("SELECT pg_drop_replication_slot('licensing_cdc')")
-    conn.commit()
     conn.close()
 
 
