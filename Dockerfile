@@ -3,6 +3,13 @@
 
 # Build stage: installs into a venv that the runtime stage copies, so no pip/build leftovers ship.
 # Every pinned dependency has a manylinux wheel for CPython 3.11, so no compiler is needed here.
+# The portal's chart library, from the pinned npm lock file (bundled into the image, never a CDN).
+FROM node:20-bookworm-slim AS assets
+WORKDIR /assets
+COPY portal/package.json portal/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund --silent \
+    && mkdir vendor && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css vendor/
+
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -18,6 +25,8 @@ COPY contract/ contract/
 COPY producers/ producers/
 COPY stream_processors/ stream_processors/
 COPY sinks/ sinks/
+COPY portal/ portal/
+COPY --from=assets /assets/vendor/ portal/static/vendor/
 COPY simulators/ simulators/
 COPY devstack/ devstack/
 COPY cli/ cli/
@@ -31,6 +40,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     BACKBONE_BIND_HOST=0.0.0.0 \
     BACKBONE_SCHEMAS_DIR=/app/schemas \
     BACKBONE_CATALOG_DIR=/app/catalog \
+    BACKBONE_KPI_DIR=/app/kpis \
+    BACKBONE_HOLIDAYS_CSV=/app/data/holidays_id.csv \
     BACKBONE_REGIONS_CSV=/app/data/bojonegoro_regions.csv \
     BACKBONE_RUN_DIR=/var/lib/backbone
 # Fixed uid/gid so volume ownership is predictable across rebuilds.
@@ -43,6 +54,7 @@ WORKDIR /app
 # Contracts and reference data, read at run time; owned by root, so read-only for the service.
 COPY schemas/ schemas/
 COPY catalog/ catalog/
+COPY kpis/ kpis/
 COPY data/ data/
 # Numeric, so runtimes can check "non-root" without resolving the name.
 USER 10001:10001

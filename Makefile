@@ -8,7 +8,7 @@ DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
 
 .PHONY: setup demo test test-unit bench lint clean-data
 
-$(STAMP): pyproject.toml scripts/setup.sh infra/maven/pom.xml
+$(STAMP): pyproject.toml scripts/setup.sh infra/maven/pom.xml portal/package-lock.json
 	bash scripts/setup.sh
 	touch $(STAMP)
 

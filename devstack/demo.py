@@ -24,6 +24,12 @@ from devstack.stack import LocalStack
 console = Console(stderr=True)
 
 
+def _portal_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    query_url = f"http://{settings.bind_host}:{env['BACKBONE_QUERY_PORT']}/"
+    port = str(settings.portal_port or free_port())
+    return {**env, "BACKBONE_PORTAL_PORT": port, "BACKBONE_PORTAL_QUERY_URL": query_url}
+
+
 def stage_children(
     settings: Settings, env: dict[str, str], rate: float, bad_ratio: float, systems: list[str] | None = None
 ) -> list[Child]:
@@ -44,6 +50,8 @@ def stage_children(
         Child("sink", [*cli, "sink"], logs / "sink.log", env=env, stop_timeout=20),
         Child("processor", [*cli, "processor"], logs / "processor.log", env=env, stop_timeout=20),
         Child("kpi", [*cli, "kpi"], logs / "kpi.log", env=env, stop_timeout=20),
+        # The public portal reads the sink's query endpoint (public_* views only); its URL shows in the progress.
+        Child("portal", [*cli, "portal"], logs / "portal.log", env=_portal_env(settings, env), stop_timeout=10),
     ]
     if systems is None:
         simulate = [*cli, "simulate", "all", "--rate", str(rate), "--bad-ratio", str(bad_ratio)]

@@ -66,6 +66,10 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariad
 # servers from temporary folders (the packages' own services are not used).
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+# The portal's browser tests drive Debian's Chromium through Playwright (never a downloaded browser);
+# npm installs the portal's pinned front-end assets (chart library, axe-core) from portal/package-lock.json.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   apt_install "${need_apt[@]}"
 fi
@@ -89,6 +93,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
   echo "$digest" >"$stamp"
+fi
+
+# The portal's front-end assets, bundled at build time (never fetched from a CDN at run time): the pinned
+# npm packages of portal/package-lock.json, copied into portal/static/vendor (gitignored).
+assets_stamp=portal/static/vendor/.package-lock.sha256
+assets_digest=$(sha256sum portal/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$assets_stamp" 2>/dev/null)" != "$assets_digest" ]; then
+  (cd portal && npm ci --ignore-scripts --no-audit --no-fund --silent)
+  mkdir -p portal/static/vendor
+  cp portal/node_modules/uplot/dist/uPlot.iife.min.js portal/node_modules/uplot/dist/uPlot.min.css \
+    portal/node_modules/axe-core/axe.min.js portal/static/vendor/
+  echo "$assets_digest" >"$assets_stamp"
 fi
 
 # Kafka classpath and the Apicurio distribution: resolved once, cached under ~/.cache/backbone and ~/.m2.

@@ -55,19 +55,26 @@ def presented_token(request: web.Request) -> str:
 
 
 class QueryService:
-    def __init__(self, client: Any, settings: Settings) -> None:
+    def __init__(self, client: Any, settings: Settings, portal_client: Any = None) -> None:
         self.client = client
+        # On a server: the portal's queries run as its `public` user, not as the analysts' one.
+        self.portal_client = portal_client or client
         self.settings = settings
         self.token = settings.query_secret().encode()
+        # The public portal's token: the same endpoint, but only public_* views (sql_guard.check_public).
+        self.portal_token = settings.portal_secret().encode()
         self.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="query")
 
-    def run(self, query: str, fmt: str) -> bytes:
+    def run(self, query: str, fmt: str, parameters: dict[str, str] | None = None, public_only: bool = False) -> bytes:
         settings = read_only_settings(self.settings)
-        statement = check_query(self.client, query, settings)
-        return self.client.raw_query(statement, settings=settings, fmt=fmt)
+        client = self.portal_client if public_only else self.client
+        statement = check_query(client, query, settings, parameters, public_only)
+        return client.raw_query(statement, settings=settings, parameters=parameters or None, fmt=fmt)
 
     async def handle(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(presented_token(request).encode(), self.token):
+        presented = presented_token(request).encode()
+        public_only = hmac.compare_digest(presented, self.portal_token)
+        if not public_only and not hmac.compare_digest(presented, self.token):
             return web.Response(
                 status=401,
                 text="authentication required: send the query token as 'Authorization: Bearer <token>'\n",
@@ -84,9 +91,11 @@ class QueryService:
         clause = _FORMAT_CLAUSE.search(query)
         if clause:  # the client passes the format itself, so it is lifted out of the SQL
             fmt, query = clause.group(1), query[: clause.start()].rstrip()
+        # Values of {name:Type} placeholders, as ClickHouse's HTTP interface takes them (param_<name>).
+        parameters = {k[6:]: v for k, v in request.query.items() if k.startswith("param_") and k[6:].isidentifier()}
         loop = asyncio.get_running_loop()
         try:
-            body = await loop.run_in_executor(self.pool, self.run, query, fmt)
+            body = await loop.run_in_executor(self.pool, self.run, query, fmt, parameters, public_only)
         except QueryRefused as exc:
             return web.Response(status=403, text=f"refused: this endpoint is read-only. {exc}\n")
         except Exception as exc:  # noqa: BLE001 - the engine's message is the answer
@@ -104,8 +113,8 @@ class QueryService:
 class QueryServer:
     """aiohttp in its own thread and event loop, next to the sink's consume loop."""
 
-    def __init__(self, client: Any, settings: Settings) -> None:
-        self.service = QueryService(client, settings)
+    def __init__(self, client: Any, settings: Settings, portal_client: Any = None) -> None:
+        self.service = QueryService(client, settings, portal_client)
         self.settings = settings
         self.port: int | None = None
         self._loop = asyncio.new_event_loop()

@@ -34,12 +34,20 @@ def test_the_file_has_the_roles_profiles_quotas_and_the_writer():
     assert {r.tag for r in ROOT.find("roles")} == {"analyst", "operator", "public"}
     assert {p.tag for p in ROOT.find("profiles")} == {"writer", "analyst", "operator", "public"}
     assert {q.tag for q in ROOT.find("quotas")} >= {"analyst", "operator", "public"}
-    assert [u.tag for u in ROOT.find("users")] == ["writer", "query_api"]
-    query_api = ROOT.find("users/query_api")
-    assert query_api.find("password").get("from_env") == "CLICKHOUSE_QUERY_PASSWORD"
-    assert query_api.find("password").text is None
-    assert (query_api.findtext("profile"), query_api.findtext("quota")) == ("analyst", "analyst")
-    assert grants("users/query_api") == ["GRANT analyst"]  # the role's grants, nothing of its own
+    assert {u.tag for u in ROOT.find("users")} == {"writer", "query_api", "grafana", "portal"}
+    # Readers get a role's grants, nothing of their own: analysts' SQL and Grafana the analyst role, the
+    # portal the public role.
+    readers = (
+        ("query_api", "CLICKHOUSE_QUERY_PASSWORD", "analyst"),
+        ("grafana", "CLICKHOUSE_GRAFANA_PASSWORD", "analyst"),
+        ("portal", "CLICKHOUSE_PORTAL_PASSWORD", "public"),
+    )
+    for user, variable, role in readers:
+        reader = ROOT.find(f"users/{user}")
+        assert reader.find("password").get("from_env") == variable
+        assert reader.find("password").text is None
+        assert (reader.findtext("profile"), reader.findtext("quota")) == (role, role)
+        assert grants(f"users/{user}") == [f"GRANT {role}"]
     writer = ROOT.find("users/writer")
     assert writer.find("password").get("from_env") == "CLICKHOUSE_WRITER_PASSWORD"
     assert writer.find("password").text is None  # never a password in the file
@@ -49,7 +57,7 @@ def test_the_file_has_the_roles_profiles_quotas_and_the_writer():
 def test_every_grant_parses_as_clickhouse_sql(client):
     queries = [
         q
-        for path in ("roles/analyst", "roles/operator", "roles/public", "users/writer", "users/query_api")
+        for path in ["roles/analyst", "roles/operator", "roles/public", *(f"users/{u.tag}" for u in ROOT.find("users"))]
         for q in grants(path)
     ]
     assert queries
@@ -104,6 +112,12 @@ def test_compose_mounts_the_file_and_the_sink_writes_as_writer_and_answers_queri
     assert "CLICKHOUSE_QUERY_PASSWORD" in clickhouse["environment"]
     assert sink["environment"]["BACKBONE_QUERY_CLICKHOUSE_DSN"] == "http://query_api@clickhouse:8123/backbone"
     assert "CLICKHOUSE_QUERY_PASSWORD" in sink["environment"]["BACKBONE_QUERY_CLICKHOUSE_PASSWORD"]
+    # The portal's queries run as `portal` (public role), and the portal reaches them through the sink.
+    assert sink["environment"]["BACKBONE_PORTAL_CLICKHOUSE_DSN"] == "http://portal@clickhouse:8123/backbone"
+    assert "CLICKHOUSE_PORTAL_PASSWORD" in clickhouse["environment"]
+    portal = compose["services"]["portal"]
+    assert portal["command"] == ["portal"] and portal["environment"]["BACKBONE_PORTAL_QUERY_URL"] == "http://sink:8124/"
+    assert portal["environment"]["BACKBONE_PORTAL_TOKEN"] == sink["environment"]["BACKBONE_PORTAL_TOKEN"]
 
 
 def test_the_query_endpoint_connects_with_its_own_user_when_one_is_named(tmp_path):
@@ -125,6 +139,13 @@ def test_the_query_endpoint_connects_with_its_own_user_when_one_is_named(tmp_pat
         connect(settings, reader=True)
     with pytest.raises(ServiceUnavailable, match="writer@127.0.0.1"):
         connect(settings)
+    portal = load_settings(
+        run_dir=tmp_path,
+        clickhouse_dsn=f"http://writer@127.0.0.1:{port}/backbone",
+        portal_clickhouse_dsn=f"http://portal@127.0.0.1:{port}/backbone",
+    )
+    with pytest.raises(ServiceUnavailable, match="portal@127.0.0.1"):
+        connect(portal, portal=True)
     shared = load_settings(run_dir=tmp_path, clickhouse_dsn=f"http://writer@127.0.0.1:{port}/backbone")
     with pytest.raises(ServiceUnavailable, match="writer@127.0.0.1"):
         connect(shared, reader=True)

@@ -1,0 +1,252 @@
+"""What each page shows, assembled from the datasets (no HTML here: portal/templates renders it).
+Every figure carries its provenance: the systems it comes from, their last change and freshness,
+and the dataset it is published in."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from portal.datasets import BY_SLUG, SERVICES, Dataset, datasets_of
+from portal.store import PublicStore
+from portal.suppression import safe_total
+
+MAX_TABLE_ROWS = 60
+RUNNING = ("CONTRACTED", "IN_PROGRESS")
+BUDGET_LEVELS = ("total", "department", "programme", "activity", "account")
+BUDGET_KEYS = ("department_code", "programme_code", "activity_code", "account_code")
+
+
+class NotFound(LookupError):
+    """A page for something that does not exist (an unknown code or value)."""
+
+
+HEADLINE_DATASETS = (
+    "licensing-lead-time",
+    "budget-absorption",
+    "complaints-summary",
+    "health-beds",
+    "education-enrolment",
+    "infrastructure-projects",
+    "village-not-reported",
+    "village-funds",
+)
+REGION_DATASETS = (
+    "licensing-open-permits",
+    "infrastructure-by-kecamatan",
+    "education-enrolment",
+    "health-visits",
+    "village-funds",
+    "village-not-reported",
+    "infrastructure-projects",
+    "village-spending-monthly",
+)
+
+
+async def prefetch(store: PublicStore, slugs: tuple[str, ...]) -> None:
+    """Ask the store for a page's datasets at once (the query endpoint answers a few in parallel)."""
+    await asyncio.gather(store.freshness(), *(store.raw_rows(BY_SLUG[s]) for s in slugs))
+
+
+async def provenance(store: PublicStore, dataset: Dataset) -> dict[str, Any]:
+    fresh = await store.freshness()
+    rows = [fresh[t] for t in dataset.sources if t in fresh]
+    changes = [r["last_change"] for r in rows if r["last_change"].year > 1970]
+    stored = [r["last_stored"] for r in rows if r["last_stored"].year > 1970]
+    return {
+        "dataset": dataset,
+        "systems": sorted({r["system_title"] for r in rows}),
+        "last_change": max(changes, default=None),
+        "last_stored": max(stored, default=None),
+    }
+
+
+def _latest(rows: list[dict[str, Any]], key: str) -> Any:
+    return max((r[key] for r in rows), default=None)
+
+
+async def headlines(store: PublicStore, min_cell: int) -> list[dict[str, Any]]:
+    """One headline figure per service (value, its kind, label key, dataset)."""
+    out: list[dict[str, Any]] = []
+    await prefetch(store, HEADLINE_DATASETS)
+
+    async def add(service: str, slug: str, value: Any, kind: str, label: str, extra: Any = None) -> None:
+        dataset = BY_SLUG[slug]
+        out.append(
+            {
+                "service": service,
+                "value": value,
+                "kind": kind,
+                "label": label,
+                "extra": extra,
+                "provenance": await provenance(store, dataset),
+            }
+        )
+
+    lead = [r for r in await store.rows(BY_SLUG["licensing-lead-time"]) if r["permit_type"] == ""]
+    share = lead[0]["share_within_sla"] * 100 if lead and lead[0]["decided"] else None
+    await add("licensing", "licensing-lead-time", share, "pct", "h_licensing")
+
+    budget = await store.rows(BY_SLUG["budget-absorption"], {"level": "total"})
+    year = _latest(budget, "fiscal_year")
+    now = datetime.now(UTC)
+    month = now.month if year == now.year else 12
+    total = [r for r in budget if r["fiscal_year"] == year and r["month"] == month]
+    await add("budget", "budget-absorption", total[0]["absorption_pct"] if total else None, "pct", "h_budget")
+
+    summary = await store.rows(BY_SLUG["complaints-summary"])
+    s = summary[0] if summary else {}
+    await add(
+        "complaints",
+        "complaints-summary",
+        s.get("open"),
+        "int",
+        "h_complaints",
+        {"value": s.get("first_response_hours_median"), "label": "h_complaints_median"},
+    )
+
+    beds = [r for r in await store.rows(BY_SLUG["health-beds"]) if r["level"] == "hospital"]
+    occupied, total_beds = sum(r["beds_occupied"] for r in beds), sum(r["beds_total"] for r in beds)
+    await add("health", "health-beds", Decimal(occupied * 100) / total_beds if total_beds else None, "pct", "h_health")
+
+    enrolment = await store.rows(BY_SLUG["education-enrolment"])
+    school_year = _latest(enrolment, "school_year")
+    enrolled = safe_total([r["enrolled"] for r in enrolment if r["school_year"] == school_year], min_cell)
+    label = next((r["year_label"] for r in enrolment if r["school_year"] == school_year), "")
+    await add("education", "education-enrolment", enrolled, "int", "h_education", {"text": label})
+
+    projects = [r for r in await store.rows(BY_SLUG["infrastructure-projects"]) if r["status"] in RUNNING]
+    on_time = sum(not r["behind_schedule"] for r in projects)
+    await add(
+        "infrastructure",
+        "infrastructure-projects",
+        Decimal(on_time * 100) / len(projects) if projects else None,
+        "pct",
+        "h_infrastructure",
+        {"text": f"{on_time}/{len(projects)}"},
+    )
+
+    missing = len(await store.rows(BY_SLUG["village-not-reported"]))
+    desa = len({r["village_code"] for r in await store.rows(BY_SLUG["village-funds"])}) or 419
+    await add("village", "village-not-reported", desa - missing, "int", "h_village", {"text": f"/ {desa}"})
+    return out
+
+
+async def table(
+    store: PublicStore, dataset: Dataset, filters: dict[str, str] | None = None, where: Any = None
+) -> dict[str, Any]:
+    rows = await store.rows(dataset, filters)
+    if where is not None:
+        rows = [r for r in rows if where(r)]
+    return {
+        "dataset": dataset,
+        "rows": rows[:MAX_TABLE_ROWS],
+        "more": max(0, len(rows) - MAX_TABLE_ROWS),
+        "provenance": await provenance(store, dataset),
+    }
+
+
+async def service(store: PublicStore, name: str) -> list[dict[str, Any]]:
+    if name not in SERVICES:
+        raise NotFound(name)
+    return [await table(store, d) for d in datasets_of(name) if d.slug != "complaints-summary"]
+
+
+def _node_filter(path: dict[str, str], level: str) -> Any:
+    def keep(row: dict[str, Any]) -> bool:
+        return row["level"] == level and all(row[k] == v for k, v in path.items())
+
+    return keep
+
+
+async def budget(store: PublicStore, year: str | None, month: str | None, path: dict[str, str]) -> dict[str, Any]:
+    """The explorer at one node (department > programme > activity): its children in a month, and
+    the node's allocation against realisation per month. Codes must exist in that year."""
+    dataset = BY_SLUG["budget-absorption"]
+    totals = await store.rows(dataset, {"level": "total"})
+    years = sorted({r["fiscal_year"] for r in totals})
+    if not years:
+        return {"years": [], "children": [], "series": [], "path": path, "provenance": await provenance(store, dataset)}
+    if year is not None and (not year.isdigit() or int(year) not in years):
+        raise NotFound(f"fiscal year {year}")
+    chosen = int(year) if year else years[-1]
+    now = datetime.now(UTC)
+    if month is not None and (not month.isdigit() or not 1 <= int(month) <= 12):
+        raise NotFound(f"month {month}")
+    chosen_month = int(month) if month else (now.month if chosen == now.year else 12)
+    rows = await store.rows(dataset, {"fiscal_year": str(chosen)})
+    depth = 0
+    for key in BUDGET_KEYS[:3]:  # department > programme > activity: the account is a leaf
+        if key not in path:
+            break
+        depth += 1
+    path = {k: path[k] for k in BUDGET_KEYS[:depth]}
+    level = BUDGET_LEVELS[depth]
+    node = [r for r in rows if _node_filter(path, level)(r)]
+    if not node:
+        raise NotFound("budget node " + "/".join(path.values()))
+    child_level = BUDGET_LEVELS[depth + 1]
+    children = [r for r in rows if _node_filter(path, child_level)(r) and r["month"] == chosen_month]
+    children.sort(key=lambda r: tuple(r[k] for k in BUDGET_KEYS))
+    series = sorted(node, key=lambda r: r["month"])
+    return {
+        "years": years,
+        "year": chosen,
+        "month": chosen_month,
+        "path": path,
+        "level": level,
+        "child_key": BUDGET_KEYS[depth],
+        "child_level": child_level,
+        "node": next(r for r in series if r["month"] == chosen_month),
+        "children": children,
+        "series": series,
+        "provenance": await provenance(store, dataset),
+    }
+
+
+async def kecamatan(store: PublicStore, code: str, regions: dict[str, dict[str, str]]) -> dict[str, Any]:
+    region = regions.get(code)
+    if region is None or region["level"] != "kecamatan":
+        raise NotFound(code)
+    name = region["name"]
+    await prefetch(store, REGION_DATASETS)
+    villages = sorted((c, r["name"]) for c, r in regions.items() if r["parent"] == code)
+    codes = {c for c, _ in villages}
+    return {
+        "code": code,
+        "name": name,
+        "villages": villages,
+        "tables": [
+            await table(store, BY_SLUG["licensing-open-permits"], {"kecamatan_code": code}, lambda r: r["open"]),
+            await table(store, BY_SLUG["infrastructure-by-kecamatan"], {"kecamatan_code": code}),
+            await table(store, BY_SLUG["education-enrolment"], {"kecamatan_code": code}, lambda r: r["enrolled"]),
+            await table(store, BY_SLUG["health-visits"], {"kecamatan_name": name}),
+            await table(store, BY_SLUG["village-funds"], None, lambda r: r["village_code"] in codes),
+            await table(store, BY_SLUG["village-not-reported"], {"kecamatan_code": code}),
+        ],
+    }
+
+
+async def village(store: PublicStore, code: str, regions: dict[str, dict[str, str]]) -> dict[str, Any]:
+    region = regions.get(code)
+    if region is None or region["level"] != "village":
+        raise NotFound(code)
+    kelurahan = code.split(".")[3].startswith("1")
+    await prefetch(store, REGION_DATASETS)
+    missing = await store.rows(BY_SLUG["village-not-reported"], {"village_code": code})
+    return {
+        "code": code,
+        "name": region["name"],
+        "kecamatan_code": region["parent"],
+        "kecamatan_name": regions[region["parent"]]["name"],
+        "kelurahan": kelurahan,
+        "reported": not missing,
+        "not_reported": await provenance(store, BY_SLUG["village-not-reported"]),
+        "tables": [
+            await table(store, BY_SLUG["village-funds"], {"village_code": code}),
+            await table(store, BY_SLUG["village-spending-monthly"], {"village_code": code}, lambda r: r["lines"]),
+            await table(store, BY_SLUG["infrastructure-projects"], {"village_code": code}),
+        ],
+    }
