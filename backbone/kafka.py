@@ -16,6 +16,7 @@ Every profile is idempotent with acks=all, so a retried send never duplicates or
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from confluent_kafka import Producer
 from backbone import metrics
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.settings import Settings
+
+_LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -75,7 +78,9 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Bootstrap servers and security for any librdkafka client (Producer, Consumer, AdminClient)."""
     if not settings.kafka_bootstrap:
         raise ServiceUnavailable("no Kafka address", hint="set BACKBONE_KAFKA_BOOTSTRAP or run `backbone demo`")
-    return {"bootstrap.servers": settings.kafka_bootstrap, **security_config(settings), **extra}
+    # librdkafka's own log lines go through Python logging, so they carry the stage and the log format.
+    base = {"bootstrap.servers": settings.kafka_bootstrap, "logger": _LIBRDKAFKA_LOG}
+    return {**base, **security_config(settings), **extra}
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:

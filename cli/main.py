@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from typing import Annotated
@@ -27,11 +26,10 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One line per registry request is noise at info level.
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _logging(settings: Settings, stage: str, system: str = "") -> None:
+    from backbone.logs import configure
+
+    configure(settings.log_level, settings.log_format, stage, system)
 
 
 @app.command()
@@ -74,7 +72,7 @@ def simulate(
     from simulators.simulate import run_simulators
 
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "simulator")
     sent = run_simulators(settings, systems, rate=rate, count=count, duration=duration, bad_ratio=bad_ratio, seed=seed)
     for system, n in sent.items():
         err.print(f"{system}: {n} change events acknowledged")
@@ -102,8 +100,18 @@ def sink() -> None:
     from sinks.service import run_sink
 
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "sink")
     run_sink(settings)
+
+
+@app.command()
+def portal() -> None:
+    """Run the public open-data portal (pages, downloads, DCAT, CKAN API) over the public views."""
+    from portal.service import run_portal
+
+    settings = _settings()
+    _logging(settings, "portal")
+    run_portal(settings)
 
 
 @app.command()
@@ -133,6 +141,15 @@ def _query_url(settings: Settings) -> str | None:
     return read_state(settings.run_dir).get("query_url")
 
 
+def _running_query_url(settings: Settings) -> str:
+    url = _query_url(settings)
+    if not url:
+        raise UserError(
+            "no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT"
+        )
+    return url
+
+
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help='a read-only statement, e.g. "SELECT count() FROM ..."')],
@@ -140,11 +157,7 @@ def sql(
 ) -> None:
     """Query the live store through the running sink's read-only endpoint."""
     settings = _settings()
-    url = _query_url(settings)
-    if not url:
-        raise UserError(
-            "no running sink found", hint="start `make demo` (or `backbone sink`) first, or set BACKBONE_QUERY_PORT"
-        )
+    url = _running_query_url(settings)
     try:
         resp = requests.post(
             url,
@@ -182,7 +195,7 @@ def adapters_run(system: Annotated[str, typer.Argument(help="the system's name i
     from producers.service import run_adapter
 
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "adapter", system)
     run_adapter(settings, system)
 
 
@@ -287,6 +300,18 @@ def status(
 
 
 @app.command()
+def quality(
+    as_json: Annotated[bool, typer.Option("--json", help="the scorecard as JSON, for machines")] = False,
+) -> None:
+    """Data quality per system: score, entities and the worst rules first (from the running sink's store)."""
+    from cli.quality import endpoint_query, show
+
+    settings = _settings()
+    url = _running_query_url(settings)
+    show(endpoint_query(url, settings.query_secret(), settings.query_timeout_seconds + 5), out, as_json)
+
+
+@app.command()
 def demo(
     duration: Annotated[float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")] = None,
     rate: Annotated[float, typer.Option(help="simulated changes per second")] = 20.0,
@@ -300,6 +325,47 @@ def demo(
 
 
 @app.command()
+def health(
+    port: Annotated[int, typer.Option(help="the process's metrics port on 127.0.0.1")],
+) -> None:
+    """Exit 0 while the process on PORT runs and its work loop turns, 1 when it is stopped, stuck or gone
+    (the containers' health check: the heartbeat of the work loop, not only the metrics thread)."""
+    import time
+
+    from devstack.status import scrape, stage_health
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    verdict = stage_health("stage", url, scrape(url), time.time())
+    out.print(f"{verdict.status}: {'; '.join(verdict.reasons) or 'ok'}")
+    raise typer.Exit(1 if verdict.status == "down" else 0)
+
+
+@app.command("lag-exporter")
+def lag_exporter(
+    interval: Annotated[float, typer.Option(help="seconds between passes over every group")] = 15.0,
+) -> None:
+    """Serve every consumer group's lag (committed offset to high watermark) for Prometheus."""
+    from devstack.group_lag import run_lag_exporter
+
+    settings = _settings()
+    _logging(settings, "lag-exporter")
+    run_lag_exporter(settings, interval=interval)
+
+
+@app.command()
+def up(
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    webhook: Annotated[str | None, typer.Option(help="base URL of the alert webhooks (<url>/<receiver>)")] = None,
+) -> None:
+    """The production topology as supervised local processes, with Prometheus and Alertmanager (no Docker)."""
+    from devstack.up import run_up
+
+    settings = _settings()
+    _logging(settings, "supervisor")
+    run_up(settings, duration=duration, webhook=webhook)
+
+
+@app.command()
 def offices(
     rate: Annotated[float, typer.Option(help="changes per second per office")] = 20.0,
     bad_ratio: Annotated[float, typer.Option(help="share of deliberately invalid records")] = 0.0,
@@ -309,7 +375,7 @@ def offices(
     from simulators.offices import run_offices
 
     settings = _settings()
-    _logging(settings)
+    _logging(settings, "offices")
     run_offices(settings, rate=rate, bad_ratio=bad_ratio, seed=seed)
 
 

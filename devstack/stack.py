@@ -22,6 +22,8 @@ from devstack.procs import Child, wait_started
 
 POM = PROJECT_ROOT / "infra" / "maven" / "pom.xml"
 KAFKA_LOG4J = PROJECT_ROOT / "infra" / "kafka" / "log4j2.properties"
+KAFKA_JMX_RULES = PROJECT_ROOT / "infra" / "kafka" / "jmx_exporter.yml"
+JMX_AGENT = "jmx_prometheus_javaagent"
 
 
 def cache_dir() -> Path:
@@ -82,7 +84,8 @@ def _mvn(*args: str) -> None:
 
 
 def kafka_classpath(version: str) -> str:
-    target = cache_dir() / f"kafka-{version}.classpath"
+    # The file name changes with the pom's dependencies, so an older cache is not taken for this one.
+    target = cache_dir() / f"kafka-{version}-jmx.classpath"
     if not target.is_file() or not all(Path(p).is_file() for p in target.read_text().split(":")):
         target.parent.mkdir(parents=True, exist_ok=True)
         _mvn("dependency:build-classpath", f"-Dkafka.version={version}", f"-Dmdep.outputFile={target}")
@@ -119,6 +122,8 @@ class StackAddresses:
     registry_url: str
     # More BACKBONE_* settings the clients need (security of a secured stack; never a user's password).
     extra: dict[str, str] = field(default_factory=dict)
+    # The broker's own metrics (Prometheus JMX exporter agent), e.g. http://127.0.0.1:port/metrics.
+    kafka_metrics_url: str = ""
 
     def env(self) -> dict[str, str]:
         env = {"BACKBONE_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "BACKBONE_REGISTRY_URL": self.registry_url}
@@ -167,6 +172,7 @@ class LocalStack:
         self.security = security
         self.run_dir = run_dir or settings.run_dir
         self.kafka: Child | None = None
+        self.metrics_port = 0
         self.registry: Child | None = None
         self.addresses: StackAddresses | None = None
 
@@ -245,8 +251,13 @@ class LocalStack:
 
     def start_kafka(self, java_home: Path, classpath: str) -> str:
         broker_port, controller_port = free_port(), free_port()
+        self.metrics_port = free_port()
         config = self._kafka_config(broker_port, controller_port)
         java = str(java_home / "bin" / "java")
+        # The exporter agent is a javaagent, not a library of the broker: off the classpath.
+        jars = classpath.split(":")
+        agent = next((j for j in jars if Path(j).name.startswith(JMX_AGENT)), None)
+        classpath = ":".join(j for j in jars if j != agent)
         common = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}"]
         data = self.run_dir / "kafka" / "data"
         if not (data / "meta.properties").is_file():
@@ -268,6 +279,7 @@ class LocalStack:
                 f"-Xms{self.settings.kafka_heap}",
                 "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1",
+                *([f"-javaagent:{agent}=127.0.0.1:{self.metrics_port}:{KAFKA_JMX_RULES}"] if agent else []),
                 "kafka.Kafka",
                 str(config),
             ],
@@ -374,7 +386,12 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        self.addresses = StackAddresses(bootstrap, registry, self.security.client_env() if self.security else {})
+        self.addresses = StackAddresses(
+            bootstrap,
+            registry,
+            self.security.client_env() if self.security else {},
+            kafka_metrics_url=f"http://127.0.0.1:{self.metrics_port}/metrics",
+        )
         return self.addresses
 
     def stop(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Collection
 import faust
 from faust.types import TP
 
-from backbone import kafka, metrics
+from backbone import kafka, logs, metrics
 from backbone.settings import Settings
 from stream_processors.offsets import OffsetLedger
 
@@ -102,7 +102,11 @@ def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collecti
 def run_until_stopped(app: faust.App, settings: Settings, stage: str) -> None:
     """Run a Faust worker until SIGTERM or SIGINT (Faust stops the agents, flushes and commits)."""
     metrics.UP.labels(stage).set(1)
+    logs.configure(settings.log_level, settings.log_format, stage)
     # Faust is chatty: its info log only when ours is at debug.
-    loglevel = "info" if settings.log_level == "debug" else "warn"
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    for library in ("faust", "mode", "aiokafka"):
+        logging.getLogger(library).setLevel(logging.INFO if settings.log_level == "debug" else logging.WARNING)
+    # Our handler and format, not Faust's (override_logging=False keeps what `configure` set).
+    worker = faust.Worker(app, quiet=True, redirect_stdouts=False, override_logging=False)
+    worker.spinner = None  # no terminal spinner: its cursor codes would land in the log files
     worker.execute_from_commandline()

@@ -1,7 +1,7 @@
-"""`backbone status --json` on a running pipeline (an http_push adapter, the processor, the sink as
-child processes): healthy with events flowing; stuck when the heartbeats are old (seen from a clock
-ten minutes ahead); down, naming the adapter, once the adapter stops. Then the verdicts on the metrics
-of degraded stages and systems, from samples as the stages export them."""
+"""`backbone status --json` and `backbone health` on a running pipeline (an http_push adapter, the
+processor, the sink as child processes): healthy with events flowing; stuck when the heartbeats are
+old (seen from a clock ten minutes ahead); down, naming the adapter, once the adapter stops. Then the
+verdicts on the metrics of degraded stages and systems, from samples as the stages export them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ def status_json(settings) -> tuple[int, dict]:  # noqa: ANN001 - Settings
     return proc.returncode, json.loads(proc.stdout)
 
 
+def health_check(settings, url: str) -> tuple[int, str]:  # noqa: ANN001 - Settings
+    """`backbone health --port N` on a stage's metrics URL: (exit status, verdict)."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "health", "--port", port],
+        capture_output=True,
+        text=True,
+        env=settings.as_env(),
+        timeout=60,
+    )
+    return proc.returncode, proc.stdout.split(":")[0]
+
+
 def by_name(report: dict, kind: str) -> dict[str, dict]:
     return {h["name"]: h for h in report[kind]}
 
@@ -48,6 +61,9 @@ def test_status_json_healthy_stuck_and_down(make_settings, stage_process, tmp_pa
     assert set(stages) == {"processor", "sink", f"adapter_{SYSTEM}"}
     assert all(h["status"] == "healthy" and h["url"].endswith("/metrics") for h in stages.values())
     assert stages["processor"]["reason"].startswith("running: 3 events read, 3 written")
+    # The containers' health check on the same endpoints: 0 while the work loop turns.
+    assert health_check(settings, stages["processor"]["url"]) == (0, "healthy")
+    adapter_url = stages[f"adapter_{SYSTEM}"]["url"]
 
     # Ten minutes from now no work loop has turned: every stage is stuck, and the system with its adapter.
     later = collect_status(settings.run_dir, catalog_for(settings), now=time.time() + 600)
@@ -64,6 +80,7 @@ def test_status_json_healthy_stuck_and_down(make_settings, stage_process, tmp_pa
     system = by_name(report, "systems")[SYSTEM]
     assert (system["status"], system["reason"]) == ("down", "its adapter does not answer")
     assert by_name(report, "stages")["processor"]["status"] == "healthy"
+    assert health_check(settings, adapter_url) == (1, "down")
 
 
 def test_status_json_with_nothing_running_is_down(tmp_path):
