@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from producers.emitter import Change
-from simulators.budget_plan import PAYMENTS_ABSORPTION_REVISION, PROFILES, draft_budget
+from simulators.budget_plan import PAYMENTS_ABSORPTION_REVISION, PROFILES, draft_budget, fiscal_year_of
 from simulators.kit import JAKARTA, Simulator, impossible_next, local, thousands, wall_clock, working_days
 
 LINE = "budget_line"
@@ -43,12 +43,13 @@ class RegionalBudget(Simulator):
     """Budget lines and disbursements along the budget cycle.
 
     The business timeline begins with the drafting season (1 September) of the year before the
-    fiscal year of `clock_start` (default: today), so that fiscal year is drafted, enacted, spent
+    fiscal year of `clock_start` (default: the one being planned today, as the public-works office
+    counts it, so its packages find their lines), so that fiscal year is drafted, enacted, spent
     and revised, then the next one, and so on."""
 
     def _start(self, clock_start: datetime | None) -> None:
         # The budget has no village codes; `clock_rng` sets when in the month things happen.
-        fiscal_year = (clock_start or wall_clock()).year
+        fiscal_year = clock_start.year if clock_start else fiscal_year_of(wall_clock())
         self.year, self.month = fiscal_year - 1, 9  # the month whose agenda is running
         self.business_clock = datetime(self.year, self.month, 1, 1, tzinfo=UTC)  # 08:00 in Jakarta
         self.lines: dict[str, dict] = {}  # line_id -> its last valid record (two fiscal years at most)
@@ -163,7 +164,8 @@ class RegionalBudget(Simulator):
         if what == "create":
             spec = dict(action[1])
             kind = spec.pop("_kind")
-            record = {"line_id": f"BPKAD-{position}", **spec, "updated_at": moment}
+            line_id = spec.pop("_line_id") or f"BPKAD-{position}"
+            record = {"line_id": line_id, **spec, "updated_at": moment}
             self.lines[record["line_id"]] = record
             _, (low, high), _ = PAYMENTS_ABSORPTION_REVISION[kind]
             absorption = self.rng.uniform(low, high)
@@ -242,7 +244,7 @@ class RegionalBudget(Simulator):
             after["stage"] = impossible_next(rng, STAGES, current, TRANSITIONS[current])
             return Change("u", line_id, position, now, before=dict(before), after=after, entity=LINE)
         spec = dict(rng.choice(self.drafts))
-        spec.pop("_kind")
+        spec.pop("_kind"), spec.pop("_line_id")
         record = {"line_id": f"BPKAD-{position}", **spec, "updated_at": moment}
         if kind == "missing_activity":
             record["activity_name"] = None

@@ -5,8 +5,9 @@ out over the year and revised. All data is synthetic; codes follow the Permendag
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
-from simulators.kit import skewed, thousands
+from simulators.kit import local, skewed, thousands
 
 # Expenditure accounts (Permendagri 90/2019 pattern) by kind of spending.
 ACCOUNTS = {
@@ -77,6 +78,7 @@ ALLOCATIONS = {
     "CAPITAL": (500_000_000, 60_000_000_000, 3.0),
     "CAPITAL:office": (50_000_000, 3_000_000_000, 3.0),
     "CAPITAL:roads": (5_000_000_000, 150_000_000_000, 2.0),
+    "CAPITAL:works": (10_000_000_000, 60_000_000_000, 2.0),  # a public-works line funding many packages
     "GRANTS": (500_000_000, 40_000_000_000, 2.0),
     "TRANSFER": (200_000_000_000, 700_000_000_000, 1.5),
 }
@@ -157,6 +159,7 @@ PROGRAMMES = {
     "1.03.02": "Program Pengelolaan Sumber Daya Air (SDA)",
     "1.03.03": "Program Pengelolaan dan Pengembangan Sistem Penyediaan Air Minum",
     "1.03.05": "Program Pengelolaan dan Pengembangan Sistem Drainase",
+    "1.03.11": "Program Penataan Bangunan Gedung",
     "1.04.02": "Program Pengembangan Perumahan",
     "1.05.02": "Program Peningkatan Ketenteraman dan Ketertiban Umum",
     "1.05.04": "Program Pencegahan, Penanggulangan, Penyelamatan Kebakaran dan Penyelamatan Non Kebakaran",
@@ -201,6 +204,7 @@ ACTIVITIES = {
     "1.03.02.2.03": "Pengembangan dan Pengelolaan Sistem Irigasi Primer dan Sekunder",
     "1.03.03.2.01": "Pengelolaan dan Pengembangan SPAM di Daerah Kabupaten/Kota",
     "1.03.05.2.01": "Pengelolaan dan Pengembangan Sistem Drainase",
+    "1.03.11.2.01": "Penyelenggaraan Bangunan Gedung di Wilayah Daerah Kabupaten/Kota",
     "1.04.02.2.02": "Penyediaan dan Rehabilitasi Rumah Layak Huni",
     "1.05.02.2.01": "Penanganan Gangguan Ketenteraman dan Ketertiban Umum",
     "1.05.04.2.01": "Pencegahan, Pengendalian, Pemadaman, Penyelamatan, dan Penanganan Bahan Berbahaya",
@@ -248,10 +252,11 @@ SPENDING = [
     ("DINKES", "1.02.02.2.01", "CAPITAL:health CAPITAL:building"),
     ("DINKES", "1.02.02.2.02", "GOODS:health GOODS"),
     ("RSUD", "1.02.02.2.02", "GOODS:health GOODS:health CAPITAL:health"),
-    ("DPUPR", "1.03.10.2.01", "CAPITAL:roads CAPITAL:roads CAPITAL:roads"),
-    ("DPUPR", "1.03.02.2.03", "CAPITAL:water"),
-    ("DPUPR", "1.03.03.2.01", "CAPITAL:water"),
-    ("DPUPR", "1.03.05.2.01", "CAPITAL:water GOODS"),
+    ("DPUPR", "1.03.10.2.01", "WORKS:ROAD WORKS:BRIDGE GOODS"),
+    ("DPUPR", "1.03.02.2.03", "WORKS:IRRIGATION"),
+    ("DPUPR", "1.03.03.2.01", "WORKS:WATER_SUPPLY"),
+    ("DPUPR", "1.03.05.2.01", "WORKS:DRAINAGE GOODS"),
+    ("DPUPR", "1.03.11.2.01", "WORKS:BUILDING"),
     ("DPRKPP", "1.04.02.2.02", "GRANTS:bansos GOODS"),
     ("SATPOLPP", "1.05.02.2.01", "GOODS"),
     ("DAMKAR", "1.05.04.2.01", "GOODS CAPITAL:office"),
@@ -293,6 +298,31 @@ SPENDING = [
     ("KEC_DANDER", "7.01.02.2.01", "GOODS"),
 ]
 
+# The DPUPR capital lines that fund the public-works packages (simulators/infrastructure.py): one per
+# project category and fiscal year, keyed so that both simulators name the same line without sharing
+# state. Category -> (activity, account, sizes as in ALLOCATIONS).
+WORKS = {
+    "ROAD": ("1.03.10.2.01", "5.2.04.01.01.0003", "CAPITAL:roads"),
+    "BRIDGE": ("1.03.10.2.01", "5.2.04.01.02.0003", "CAPITAL:roads"),
+    "IRRIGATION": ("1.03.02.2.03", "5.2.04.02.01.0001", "CAPITAL:works"),
+    "WATER_SUPPLY": ("1.03.03.2.01", "5.2.04.03.01.0001", "CAPITAL:works"),
+    "DRAINAGE": ("1.03.05.2.01", "5.2.04.02.07.0001", "CAPITAL:works"),
+    "BUILDING": ("1.03.11.2.01", "5.2.03.01.01.0001", "CAPITAL:works"),
+}
+ACCOUNT_NAMES = {code: name for accounts in ACCOUNTS.values() for code, name in accounts}
+
+
+def works_line_id(fiscal_year: int, category: str) -> str:
+    """The key of the budget line that funds a public-works package of this category and year."""
+    activity, account, _ = WORKS[category]
+    return f"BPKAD-{fiscal_year}-{activity}-{account}"
+
+
+def fiscal_year_of(moment: datetime) -> int:
+    """The fiscal year being planned at `moment`: from October (the draft budget is in), the next."""
+    wall = local(moment)
+    return wall.year + (1 if wall.month >= 10 else 0)
+
 
 def _departments() -> dict[str, tuple[str, str, float, list]]:
     """code -> (name, field code, scale, [(programme, name, [(activity, name, [kinds of spending])])])"""
@@ -317,17 +347,24 @@ def kind_of(spending: str) -> str:
 
 
 def draft_budget(rng: random.Random, fiscal_year: int) -> list[dict]:
-    """The lines of a fiscal year's draft budget (without keys: those come from positions)."""
+    """The lines of a fiscal year's draft budget (keys from positions, but for the works lines)."""
     specs = []
     for code, (name, field, scale, programmes) in DEPARTMENTS.items():
         support = [(f"{field}.01", SUPPORT, SUPPORT_ACTIVITIES)]
         for programme, programme_name, activities in support + programmes:
             for activity, activity_name, spendings in activities:
-                # Larger offices have more lines per activity.
-                for spending in spendings + (spendings[:1] if rng.random() < min(scale / 4, 0.8) else []):
+                # Larger offices have more lines per activity (one works line per category).
+                extra = spendings[:1] if rng.random() < min(scale / 4, 0.8) else []
+                for spending in spendings + [s for s in extra if not s.startswith("WORKS:")]:
                     if spending == "CAPITAL:office" and rng.random() < 0.3:
                         continue  # not every office buys equipment every year
-                    account_code, account_name = rng.choice(ACCOUNTS[spending])
+                    line_id = None
+                    if spending.startswith("WORKS:"):
+                        category = spending.split(":")[1]
+                        _, account_code, spending = WORKS[category]
+                        account_name, line_id = ACCOUNT_NAMES[account_code], works_line_id(fiscal_year, category)
+                    else:
+                        account_code, account_name = rng.choice(ACCOUNTS[spending])
                     kind = kind_of(spending)
                     low, high, skew = ALLOCATIONS.get(spending) or ALLOCATIONS[kind]
                     size = scale if kind != "TRANSFER" else 1.0
@@ -347,6 +384,7 @@ def draft_budget(rng: random.Random, fiscal_year: int) -> list[dict]:
                             "revised_allocation": None,
                             "stage": "DRAFT",
                             "_kind": kind,
+                            "_line_id": line_id,  # None: the line's key comes from its position
                         }
                     )
     rng.shuffle(specs)

@@ -7,8 +7,9 @@ step (tender weeks after planning, works starting at the contract's start date, 
 every week), new packages arrive mostly early in the fiscal year, and the stream yields the steps in
 time order, within office hours in Asia/Jakarta. Values are skewed (many small village roads, a few
 bridges worth billions of Rupiah), physical progress follows an S-curve (some packages slip and a few
-are terminated), and the financial progress trails it (payment by term, 5 % retention).
-All data is synthetic."""
+are terminated), and the financial progress trails it (payment by term, 5 % retention). Each package
+names the DPUPR budget line that funds it, the one of its category and fiscal year that the simulated
+budget drafts (simulators/budget_plan.py: WORKS). All data is synthetic."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from producers.emitter import Change
+from simulators.budget_plan import fiscal_year_of, works_line_id
 from simulators.kit import (
     UNKNOWN_VILLAGE,
     Agenda,
@@ -153,7 +155,7 @@ class PublicWorks(Simulator):
         share = float((estimate - low) / (high - low)) if high > low else 0.0
         duration = int(short + (long - short) * (0.4 * rng.random() + 0.6 * share))
         wall = local(at)
-        fiscal_year = wall.year + (1 if wall.month >= 10 else 0)  # late in the year: next year's budget
+        fiscal_year = fiscal_year_of(at)  # late in the year: next year's budget
         start = max(wall.date() + timedelta(days=rng.randint(40, 80)), date(fiscal_year, 1, 15))
         plan = {
             "duration": duration,
@@ -174,6 +176,7 @@ class PublicWorks(Simulator):
             "status": "PLANNED",
             "planned_start": start,
             "planned_end": self._end_of_works(start, duration, fiscal_year),
+            "budget_line_id": works_line_id(fiscal_year, category),  # the DPUPR line of its category
             "updated_at": at,
         }
         return record, plan

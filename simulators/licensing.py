@@ -1,6 +1,7 @@
 """Simulated licensing office (DPMPTSP): permit applications moving through submitted, verified,
 approved or rejected, with service-level deadlines per permit type and applicants' personal data.
-All data is synthetic."""
+Each application is handled by the one-stop office or, for the permits delegated to the camat, often
+by the applicant's kecamatan office (office_code). All data is synthetic."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from contract.departments import load_departments
 from producers.emitter import Change
 from simulators import people
-from simulators.kit import JAKARTA, UNKNOWN_VILLAGE, Simulator, rupiah, start_of_day, wall_clock
+from simulators.kit import (
+    JAKARTA,
+    UNKNOWN_VILLAGE,
+    Simulator,
+    kecamatan_of,
+    region_names,
+    rupiah,
+    start_of_day,
+    wall_clock,
+)
 
 # permit type -> (share of applications, service level in working days, fee range in Rupiah,
 # investment range in Rupiah)
@@ -25,6 +36,18 @@ PERMITS = {
 }
 BUSINESS = ["Toko", "Warung", "CV", "UD", "Bengkel", "Apotek", "Klinik", "Rumah Makan", "Homestay", "Percetakan"]
 BAD_KINDS = ("unknown_village", "negative_amount")
+ONE_STOP = "DPMPTSP"
+# Permits the regent delegates to the camat (PATEN, kecamatan integrated administrative service) for
+# small businesses and billboards, and the share of them filed at the kecamatan office.
+DELEGATED = {"NIB", "SIUP", "REKLAME"}
+AT_KECAMATAN = 0.35
+
+
+def kecamatan_offices() -> dict[str, str]:
+    """Kecamatan code -> its office's code in data/departments.csv (matched by name: "Kecamatan X")."""
+    offices = load_departments().items()
+    by_name = {d["name"].removeprefix("Kecamatan "): code for code, d in offices if d["kind"] == "kecamatan"}
+    return {code: by_name[name] for code, name in region_names().items() if name in by_name and code.count(".") == 2}
 
 
 def _rupiah(rng: random.Random, low: int, high: int) -> Decimal:
@@ -38,6 +61,7 @@ class LicensingOffice(Simulator):
     def _start(self, clock_start: datetime | None) -> None:
         # A few villages (the town, the oil-field districts) see far more applications.
         self.village_weights = [1.0 / (1 + i % 37) for i in range(len(self.villages))]
+        self.offices = kecamatan_offices()
         self.open: dict[str, dict] = {}
         # The office's own timeline (submitted_at, decided_at): starts at 08:00 in Jakarta (01:00 UTC)
         # of a fixed day, so the same seed and start give the same records at any time of day.
@@ -79,8 +103,16 @@ class LicensingOffice(Simulator):
             "submitted_at": submitted,
             "decided_at": None,
             "rejection_reason": None,
+            "office_code": self._office(permit, village),
             "updated_at": submitted,
         }
+
+    def _office(self, permit: str, village: str) -> str:
+        """Where the application is handled: a delegated permit is often filed at the applicant's
+        kecamatan office, the others always at the one-stop office."""
+        if permit in DELEGATED and self.rng.random() < AT_KECAMATAN:
+            return self.offices.get(kecamatan_of(village), ONE_STOP)
+        return ONE_STOP
 
     def _spoiled(self, record: dict) -> dict:
         """The record made bad, for the processor to dead-letter."""

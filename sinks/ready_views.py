@@ -86,6 +86,22 @@ LEFT JOIN (
 GROUP BY kecamatan_code, kecamatan_name, permit_type
 """
 
+# Per handling office too (office_code: the one-stop office or a kecamatan office; empty for records
+# from before the field), over the groups with any application, so a cleared queue shows zeros.
+LICENSING_OPEN_BY_OFFICE = f"""
+WITH {DAYS_OFF} AS days_off
+SELECT p.office_code AS office_code, d.department_name AS office_name, p.kecamatan_code AS kecamatan_code,
+       p.kecamatan_name AS kecamatan_name, p.permit_type AS permit_type, count() AS applications,
+       countIf(p.is_open) AS open, countIf(p.overdue) AS overdue
+FROM (
+    SELECT coalesce(office_code, '') AS office_code, kecamatan_code, kecamatan_name, permit_type,
+           {OPEN_PERMIT} AS is_open, is_open AND {TODAY} > {due_date("submitted_at", "sla_days")} AS overdue
+    FROM {PERMITS} FINAL
+) AS p
+LEFT JOIN dim_department AS d ON d.department_code = p.office_code
+GROUP BY office_code, office_name, kecamatan_code, kecamatan_name, permit_type
+"""
+
 BUDGET_ABSORPTION = """
 SELECT fiscal_year, month, department_code, programme_code, activity_code, account_code,
        multiIf(grouping(account_code) = 0, 'account', grouping(activity_code) = 0, 'activity',
@@ -225,7 +241,8 @@ SELECT project_id, name, category, source_department AS department_code, village
                round(dateDiff('day', assumeNotNull(planned_start), {TODAY})
                      / greatest(1, dateDiff('day', assumeNotNull(planned_start), assumeNotNull(planned_end))) * 100, 2))
            AS planned_progress_pct,
-       status IN ('CONTRACTED', 'IN_PROGRESS') AND physical_progress_pct < planned_progress_pct - 10 AS behind_schedule
+       status IN ('CONTRACTED', 'IN_PROGRESS') AND physical_progress_pct < planned_progress_pct - 10 AS behind_schedule,
+       budget_line_id
 FROM infrastructure_project_state FINAL
 """
 
@@ -241,6 +258,35 @@ FROM dim_kecamatan AS k
 LEFT JOIN (SELECT * FROM ready_infrastructure_projects WHERE status != 'TERMINATED') AS p
     ON p.kecamatan_code = k.kecamatan_code
 GROUP BY kecamatan_code, kecamatan_name
+"""
+
+
+# Each project with the APBD line that funds it: the line's allocation in force (the revised one once
+# revised) against the project's contract value and against all its live projects' (terminated ones
+# left out: their money goes back to the line). A line not known (yet) leaves the line columns empty.
+INFRASTRUCTURE_BUDGET = """
+SELECT p.project_id AS project_id, p.name AS name, p.category AS category, p.fiscal_year AS fiscal_year,
+       p.status AS status, p.kecamatan_code AS kecamatan_code, p.kecamatan_name AS kecamatan_name,
+       p.contract_value AS contract_value, p.budget_line_id AS budget_line_id, l.line_id != '' AS line_known,
+       l.department_code AS department_code, l.department_name AS department_name,
+       l.programme_code AS programme_code, l.programme_name AS programme_name,
+       l.activity_code AS activity_code, l.activity_name AS activity_name,
+       l.account_code AS account_code, l.account_name AS account_name, l.stage AS line_stage,
+       l.allocation_in_force AS allocation, c.projects AS line_projects, c.contract_value AS line_contract_value,
+       if(allocation = 0, NULL, round(toFloat64(p.contract_value) / toFloat64(allocation) * 100, 2))
+           AS contract_share_pct,
+       if(allocation = 0, NULL, round(toFloat64(line_contract_value) / toFloat64(allocation) * 100, 2))
+           AS line_committed_pct
+FROM (SELECT * FROM infrastructure_project_state FINAL) AS p
+LEFT JOIN (
+    SELECT line_id, department_code, department_name, programme_code, programme_name, activity_code, activity_name,
+           account_code, account_name, stage, coalesce(revised_allocation, allocation) AS allocation_in_force
+    FROM budget_budget_line_state FINAL
+) AS l ON l.line_id = p.budget_line_id
+LEFT JOIN (
+    SELECT budget_line_id, count() AS projects, sum(contract_value) AS contract_value
+    FROM infrastructure_project_state FINAL WHERE status != 'TERMINATED' GROUP BY budget_line_id
+) AS c ON c.budget_line_id = p.budget_line_id
 """
 
 
@@ -262,6 +308,14 @@ READY_VIEWS: list[ReadyView] = [
         PERMIT_TABLES,
         LICENSING_OPEN,
         "Open permits (submitted or verified) per kecamatan and type, and those past their service level.",
+    ),
+    _view(
+        "ready_licensing_open_permits_by_office",
+        PERMIT_TABLES,
+        LICENSING_OPEN_BY_OFFICE,
+        "Permits per handling office (the one-stop office DPMPTSP or a kecamatan office; empty: not recorded), "
+        "kecamatan and type, where there is any application: applications, open (submitted or verified) and "
+        "overdue (open past the service level).",
     ),
     _view(
         "ready_budget_absorption",
@@ -320,7 +374,9 @@ READY_VIEWS: list[ReadyView] = [
         {"infrastructure_project"},
         PROJECT_ROWS,
         "Public-works projects: physical and financial progress against the linear planned progress; behind "
-        "schedule when physical progress trails it by more than 10 points while works run.",
+        "schedule when physical progress trails it by more than 10 points while works run; the budget line "
+        "that funds each.",
+        revision=2,
     ),
     _view(
         "ready_infrastructure_by_kecamatan",
@@ -328,5 +384,14 @@ READY_VIEWS: list[ReadyView] = [
         INFRASTRUCTURE_BY_KECAMATAN,
         "Projects per kecamatan (terminated ones left out): contract value, value-weighted physical and "
         "financial progress, projects behind schedule.",
+    ),
+    _view(
+        "ready_infrastructure_budget",
+        {"infrastructure_project", "budget_budget_line"},
+        INFRASTRUCTURE_BUDGET,
+        "Each public-works project with the APBD line that funds it: department, programme, activity, account "
+        "and stage of the line, its allocation in force (revised if revised) against the project's contract "
+        "value and against the contract value of all the line's projects (terminated ones left out); "
+        "line_known false: no such line (yet).",
     ),
 ]

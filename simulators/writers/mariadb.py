@@ -10,7 +10,8 @@ The table is derived from the entity's payload schema, one column per field:
 decimal -> DECIMAL(p,s) (DECIMAL(18,2) when the schema gives none), timestamp-millis -> DATETIME(3)
 holding UTC, timestamp-micros -> DATETIME(6), date -> DATE, enum and key strings -> VARCHAR(255),
 other strings -> TEXT, int -> INT, long -> BIGINT, boolean -> BOOLEAN, float/double -> FLOAT/DOUBLE;
-nullable fields are NULL, the others NOT NULL; the entity key is the primary key."""
+nullable fields are NULL, the others NOT NULL; the entity key is the primary key. A table kept from
+before the schema evolved gets the columns of its new optional fields."""
 
 from __future__ import annotations
 
@@ -53,15 +54,30 @@ def _column_type(avro_type: Any, is_key: bool) -> tuple[str, bool]:
     raise ConfigError(f"Avro type {avro_type!r} has no MariaDB column type")
 
 
-def create_table_sql(entity: Entity, table: str | None = None) -> str:
-    schema = entity.payload_schema()
+def _columns(entity: Entity) -> list[tuple[str, bool]]:
+    """(column definition, nullable) per payload field."""
     columns = []
-    for f in schema["fields"]:
+    for f in entity.payload_schema()["fields"]:
         sql_type, nullable = _column_type(f["type"], f["name"] in entity.key)
-        columns.append(f"`{f['name']}` {sql_type} {'NULL' if nullable else 'NOT NULL'}")
+        columns.append((f"`{f['name']}` {sql_type} {'NULL' if nullable else 'NOT NULL'}", nullable))
+    return columns
+
+
+def create_table_sql(entity: Entity, table: str | None = None) -> str:
+    columns = [column for column, _ in _columns(entity)]
     key = ", ".join(f"`{k}`" for k in entity.key)
     body = ",\n  ".join([*columns, f"PRIMARY KEY ({key})"])
     return f"CREATE TABLE IF NOT EXISTS `{table or entity.name}` (\n  {body}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+
+
+def add_columns_sql(entity: Entity, table: str | None = None) -> list[str]:
+    """For a table kept from before the schema evolved: the columns of its optional fields, where missing
+    (a compatible evolution only adds optional fields)."""
+    return [
+        f"ALTER TABLE `{table or entity.name}` ADD COLUMN IF NOT EXISTS {column}"
+        for column, nullable in _columns(entity)
+        if nullable
+    ]
 
 
 def _sql_value(value: Any) -> Any:
@@ -107,6 +123,8 @@ class MariaDbSourceWriter:
     def create_table(self) -> None:
         with self.connection.cursor() as cur:
             cur.execute(create_table_sql(self.entity, self.table))
+            for statement in add_columns_sql(self.entity, self.table):
+                cur.execute(statement)
         self.connection.commit()
 
     def _key_values(self, row: dict[str, Any]) -> list[Any]:

@@ -4,7 +4,8 @@ them the way they would in production. One class per database engine.
 
 PostgresSourceWriter (PostgreSQL, psycopg2):
   - `create_table()` creates the entity's table from its payload schema: one column per field, named as
-    the field, primary key = the catalog entity's key. Types: decimal -> numeric(precision, scale)
+    the field, primary key = the catalog entity's key; an existing table gets the columns of new
+    optional fields. Types: decimal -> numeric(precision, scale)
     (numeric(18,2) for Rupiah), timestamp-millis/-micros -> timestamptz, date -> date, enum/string -> text,
     int -> integer, long -> bigint, boolean -> boolean, float -> real, double -> double precision,
     bytes -> bytea. Nullable (["null", ...]) fields are NULL-able, the others NOT NULL.
@@ -73,17 +74,22 @@ class PostgresSourceWriter:
 
     def create_table(self, replica_identity_full: bool = False) -> None:
         sql = self._sql
-        columns = []
+        columns, optional = [], []
         for f in self.payload["fields"]:
             kind, nullable = _postgres_type(f["type"])
-            columns.append(
-                sql.SQL("{} {}{}").format(
-                    sql.Identifier(f["name"]), sql.SQL(kind), sql.SQL("" if nullable else " NOT NULL")
-                )
+            column = sql.SQL("{} {}{}").format(
+                sql.Identifier(f["name"]), sql.SQL(kind), sql.SQL("" if nullable else " NOT NULL")
             )
+            columns.append(column)
+            if nullable:
+                optional.append(column)
         columns.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, self.key))))
         with self.conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self.ident, sql.SQL(", ").join(columns)))
+            # A table kept from before a schema evolved gets its new optional columns, as the office's
+            # application would on upgrade (a compatible evolution only adds optional fields).
+            for column in optional:
+                cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(self.ident, column))
             if replica_identity_full:
                 cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(self.ident))
         self.conn.commit()

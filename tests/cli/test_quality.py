@@ -80,7 +80,7 @@ def test_json_has_the_hand_computed_figures(query_port, monkeypatch):
 
 def test_table_per_system_with_the_worst_rules_first(query_port, monkeypatch):
     text = quality(query_port, monkeypatch)
-    assert "sim-licensing: score 61.0" in text
+    assert "sim-licensing: score 61.8" in text
     assert "sim-health: score 0.0" in text
     assert "no records in the window: sim-complaints, sim-education," in text
     licensing = text[text.index("sim-licensing: score") :]

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from contract.rules import Rejected
 from producers.emitter import Change
 from simulators.budget import RegionalBudget
+from simulators.budget_plan import WORKS, fiscal_year_of, works_line_id
 from simulators.kit import JAKARTA
 from simulators.simulate import simulator_class
-from tests.fakes import SimulatedSystem, breaks_lifecycle
+from tests.fakes import SimulatedSystem, breaks_lifecycle, freeze
 
 FISCAL_YEAR = 2025
 START = datetime(FISCAL_YEAR, 3, 3, tzinfo=UTC)  # the cycle begins with drafting on 1 September 2024
@@ -88,7 +89,9 @@ def test_positions_strictly_increase_from_start_seq():
     assert all(len(c.position) == 12 for c in batch)
     for change in batch:
         if change.entity == "budget_line" and change.op == "c":
-            assert change.key == change.after["line_id"] == f"BPKAD-{change.position}"
+            works = {works_line_id(change.after["fiscal_year"], category) for category in WORKS}
+            assert change.key == change.after["line_id"]
+            assert change.key == f"BPKAD-{change.position}" or change.key in works
         elif change.entity == "realisation":
             assert change.op == "c" and change.key == change.after["realisation_id"] == f"SP2D-{change.position}"
 
@@ -194,6 +197,32 @@ def test_lines_cover_the_regency_offices_with_skewed_allocations():
     total = sum(allocations)
     assert sum(allocations[: len(allocations) // 10]) > total / 2  # a tenth of the lines hold over half
     assert Decimal(3 * 10**12) < total < Decimal(10 * 10**12)  # trillions of Rupiah, as a regency's APBD
+
+
+KEYS = {year: {category: works_line_id(year, category) for category in WORKS} for year in (2025, 2026)}
+
+
+def test_each_fiscal_year_has_one_public_works_line_per_project_category():
+    created = [c.after for c in cycle(1) if c.entity == "budget_line" and c.op == "c"]
+    for year in (FISCAL_YEAR, FISCAL_YEAR + 1):
+        works = {c["line_id"]: c for c in created if c["line_id"] in KEYS[year].values()}
+        assert set(works) == set(KEYS[year].values())  # every category's line, once
+        for category, key in KEYS[year].items():
+            line = works[key]
+            activity, account, _ = WORKS[category]
+            assert (line["fiscal_year"], line["department_code"]) == (year, "DPUPR")
+            assert (line["activity_code"], line["account_code"]) == (activity, account)
+            assert line["programme_code"] == activity[:7] and line["activity_name"] and line["allocation"] > 0
+    assert len({c["line_id"] for c in created}) == len(created)  # keys never repeat
+
+
+def test_the_default_fiscal_year_is_the_one_being_planned_today(monkeypatch):
+    """From October the draft of the next budget is in: the public-works office plans for it too."""
+    assert fiscal_year_of(datetime(2026, 9, 30, 16, 59, tzinfo=UTC)) == 2026  # 23:59 in Jakarta
+    assert fiscal_year_of(datetime(2026, 9, 30, 17, 0, tzinfo=UTC)) == 2027  # 1 October in Jakarta
+    freeze(monkeypatch, datetime(2026, 12, 1, 3, 0, tzinfo=UTC))
+    first = next(c for c in take(500, clock_start=None) if c.entity == "budget_line")
+    assert first.after["fiscal_year"] == 2027
 
 
 @settings(max_examples=10, deadline=None)

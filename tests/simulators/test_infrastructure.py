@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from contract.rules import Rejected
 from producers.emitter import Change
+from simulators.budget_plan import WORKS, works_line_id
 from simulators.infrastructure import PublicWorks
 from simulators.kit import JAKARTA
 from simulators.simulate import simulator_class
@@ -141,6 +142,20 @@ def test_changes_happen_in_office_hours_in_time_order():
     for moment in times:
         local = moment + JAKARTA
         assert local.weekday() < 5 and 8 <= local.hour < 16 and moment.tzinfo is not None
+
+
+def test_each_project_names_a_budget_line_the_budget_office_emits():
+    """The DPUPR line of the project's category and fiscal year, as the simulated budget has it."""
+    projects = {c.key: c.after for c in take(3000) if c.after}
+    assert {p["fiscal_year"] for p in projects.values()} == {2025, 2026}  # packages planned from October: 2026
+    budget = SimulatedSystem("sim-regional-budget", clock_start=MONDAY).take(7000)
+    lines = {c.key: c.after for c in budget if c.entity == "budget_line" and c.op == "c"}
+    for project in projects.values():
+        line = lines[project["budget_line_id"]]
+        assert project["budget_line_id"] == works_line_id(project["fiscal_year"], project["category"])
+        assert (line["fiscal_year"], line["department_code"]) == (project["fiscal_year"], "DPUPR")
+        assert line["activity_code"] == WORKS[project["category"]][0]
+    assert {works_line_id(2025, category) for category in WORKS} <= {p["budget_line_id"] for p in projects.values()}
 
 
 @settings(max_examples=15, deadline=None)

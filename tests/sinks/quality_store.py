@@ -42,12 +42,13 @@ def permit(event: str, source: datetime, stored_after: float, flags: list[str], 
         "ts_source": source,
         "ts_stored": source + timedelta(seconds=stored_after),
         "dq_flags": flags,
+        "office_code": "DPMPTSP",  # set on every row, as the simulated office does
         **fields,
     }
 
 
 # Licensing's freshness is 60 s. Nullable payload fields: applicant_phone, business_name, decided_at,
-# rejection_reason.
+# rejection_reason, office_code.
 BEFORE_MIGRATION = [permit("C1-1", at(OLD, 9), 1, [], applicant_phone="08", business_name="b")]
 FIRST_INSERT = [
     permit("A1-1", at(D1, 10), 10, [], applicant_phone="0812"),
@@ -111,6 +112,7 @@ EXPECTED = {
         "business_name": (3, 0.75),
         "decided_at": (2, 0.5),
         "rejection_reason": (0, 0.0),
+        "office_code": (4, 1.0),
     },
     # (severity, rule) -> records in the window, licensing
     "rules": {
@@ -122,10 +124,10 @@ EXPECTED = {
     },
     "duplicates": {D1: (5, 4, 1), D2: (1, 1, 0), OLD: (1, 1, 0)},  # rows stored, changes, dropped
     # In the window (D1, D2): received 9, stored 6, rejected 3, flagged 3, timely 4; completeness
-    # (3+3+2+0 + 4) / (4*4 + 1*4) = 0.6.
-    # score = 100 * (0.4 * 6/9 + 0.3 * (1 - 3/6) + 0.2 * 4/6 + 0.1 * 0.6) = 61.0
+    # (3+3+2+0+4 + 5) / (4*5 + 1*5) = 0.68.
+    # score = 100 * (0.4 * 6/9 + 0.3 * (1 - 3/6) + 0.2 * 4/6 + 0.1 * 0.68) = 61.8
     "scorecard": {
-        "sim-licensing": (9, 6, 3, 3, 0.6667, 0.5, 0.6667, 0.6, 61.0),
+        "sim-licensing": (9, 6, 3, 3, 0.6667, 0.5, 0.6667, 0.68, 61.8),
         "sim-health": (1, 0, 1, 0, 0.0, 0.0, 0.0, 0.0, 0.0),
         "sim-education": (0, 0, 0, 0, None, None, None, None, None),
     },

@@ -30,6 +30,16 @@ def desa_of(kecamatan: str) -> list[str]:
 
 
 D1, D2 = desa_of(KEC_A)[:2]
+DEPARTMENTS = load_departments()
+
+
+def office_of(kecamatan: str) -> str:
+    """The kecamatan's own office in data/departments.csv."""
+    return next(c for c, d in DEPARTMENTS.items() if d["name"] == f"Kecamatan {REGIONS[kecamatan]['name']}")
+
+
+OFFICE_A, OFFICE_B = office_of(KEC_A), office_of(KEC_B)
+ONE_STOP = "DPMPTSP"
 D_B, D_C = desa_of(KEC_B)[0], desa_of(KEC_C)[0]
 _versions = itertools.count(1)
 
@@ -73,6 +83,7 @@ def permit(
         "submitted_at": submitted,
         "decided_at": decided,
         "sla_days": sla,
+        "office_code": ONE_STOP,
         **region(village),
         **extra,
     }
@@ -87,15 +98,16 @@ def permits(client: Any) -> None:
         [
             permit("L1", "PBG", "APPROVED", wib(2025, 3, 3, 9), wib(2025, 3, 7, 10), 5, D1),  # 4 working days
             permit("L2", "PBG", "REJECTED", wib(2025, 3, 3, 9), wib(2025, 3, 17, 10), 5, D1),  # 10
-            # Nyepi, Idulfitri and their joint leave days in between: 1 working day (8 April).
-            permit("L3", "NIB", "APPROVED", wib(2025, 3, 27, 9), wib(2025, 4, 8, 10), 3, D1),
+            # Nyepi, Idulfitri and their joint leave days in between: 1 working day (8 April). Filed at
+            # the kecamatan office.
+            permit("L3", "NIB", "APPROVED", wib(2025, 3, 27, 9), wib(2025, 4, 8, 10), 3, D1, office_code=OFFICE_A),
             # Submitted and decided on 4 March in Jakarta (3 March in UTC): 0 working days.
             permit("L4", "NIB", "APPROVED", wib(2025, 3, 4, 0, 30), wib(2025, 3, 4, 15), 1, D1),
             permit("L5", "PBG", "APPROVED", wib(2025, 3, 3, 9), wib(2025, 3, 4, 9), 5, D1, is_deleted=True),
             permit("O1", "PBG", "SUBMITTED", long_ago, None, 5, D1),  # overdue
-            permit("O2", "PBG", "VERIFIED", NOW, None, 10, D2),
-            permit("O3", "NIB", "SUBMITTED", long_ago, None, 3, D_B),  # overdue
-            permit("O4", "NIB", "SUBMITTED", long_ago, None, 3, D_B, is_deleted=True),
+            permit("O2", "PBG", "VERIFIED", NOW, None, 10, D2, office_code=None),  # from before office_code
+            permit("O3", "NIB", "SUBMITTED", long_ago, None, 3, D_B, office_code=OFFICE_B),  # overdue
+            permit("O4", "NIB", "SUBMITTED", long_ago, None, 3, D_B, is_deleted=True, office_code=OFFICE_B),
         ],
     )
 
@@ -121,6 +133,8 @@ def line(
         "allocation": Decimal(allocation),
         "revised_allocation": None if revised is None else Decimal(revised),
         "stage": stage,
+        "department_name": "",
+        "programme_name": "",
         **extra,
     }
 
@@ -134,6 +148,12 @@ def paid(key: str, line_id: str, month: int, amount: int, **extra: Any) -> dict[
         "amount": Decimal(amount),
         **extra,
     }
+
+
+PU = {"department_name": "Dinas Pekerjaan Umum dan Penataan Ruang"}
+PU_ROADS = {**PU, "programme_name": "Program Penyelenggaraan Jalan", "activity_name": "Penyelenggaraan Jalan"}
+FY = {"fiscal_year": 2026}
+PU_WATER = {**PU, "programme_name": "Program Pengelolaan Sumber Daya Air", "activity_name": "Sistem Irigasi"}
 
 
 def budget(client: Any) -> None:
@@ -158,6 +178,20 @@ def budget(client: Any) -> None:
             paid("R3", "B2", 2, 300),
             paid("R4", "B3", 12, 1000),
             paid("R5", "B1", 2, 50, is_deleted=True),
+        ],
+    )
+
+
+def works_budget(client: Any) -> None:
+    """The public-works lines of fiscal year 2026 the projects refer to (roads revised down, irrigation
+    still a draft): not part of `fill`, whose budget totals the portal's tests know."""
+    put(
+        client,
+        "budget_budget_line",
+        "line_id",
+        [
+            line("B5", "DPUPR", "1.03.10", "1.03.10.2.01", "5.2.04.01.01", 5000, 4000, "REVISED", **PU_ROADS, **FY),
+            line("B6", "DPUPR", "1.03.02", "1.03.02.2.03", "5.2.04.02.01", 800, None, "DRAFT", **PU_WATER, **FY),
         ],
     )
 
@@ -330,7 +364,7 @@ def education(client: Any) -> None:
 
 
 def infrastructure(client: Any) -> None:
-    def project(key, village, status, start, end, physical, financial, value):
+    def project(key, village, status, start, end, physical, financial, value, line, **extra):
         return {
             "project_id": key,
             "name": f"Paket {key}",
@@ -343,6 +377,9 @@ def infrastructure(client: Any) -> None:
             "physical_progress_pct": float(physical),
             "financial_progress_pct": float(financial),
             "contract_value": Decimal(value),
+            "fiscal_year": 2026,
+            "budget_line_id": line,
+            **extra,
         }
 
     put(
@@ -350,11 +387,13 @@ def infrastructure(client: Any) -> None:
         "infrastructure_project",
         "project_id",
         [
-            project("P1", D1, "IN_PROGRESS", -50, 50, 30, 20, 1000),  # planned 50 %: 20 points behind
-            project("P2", D2, "IN_PROGRESS", -50, 50, 45, 40, 3000),  # 5 points behind: within the tolerance
-            project("P3", D_B, "COMPLETED", -200, -100, 100, 95, 500),
-            project("P4", D_B, "TERMINATED", -200, -100, 10, 5, 700),
-            project("P5", D_C, "PLANNED", 10, 100, 0, 0, 200),
+            project("P1", D1, "IN_PROGRESS", -50, 50, 30, 20, 1000, "B5"),  # planned 50 %: 20 points behind
+            project("P2", D2, "IN_PROGRESS", -50, 50, 45, 40, 3000, "B5"),  # 5 points behind: within the tolerance
+            project("P3", D_B, "COMPLETED", -200, -100, 100, 95, 500, "B6"),
+            project("P4", D_B, "TERMINATED", -200, -100, 10, 5, 700, "B5"),
+            project("P5", D_C, "PLANNED", 10, 100, 0, 0, 200, "B9"),  # a line not known (yet)
+            project("P6", D_C, "PLANNED", 10, 100, 0, 0, 9000, "B5", is_deleted=True),
+            project("P7", D_C, "PLANNED", 10, 100, 0, 0, 100, None),  # from before budget_line_id
         ],
     )
 

@@ -116,7 +116,7 @@ def test_gauges_export_the_scorecard(client, dsn):
         assert gauges.refreshed.wait(30), "the gauges were not refreshed"
     finally:
         gauges.stop()
-    assert sample("backbone_dq_score", system="sim-licensing") == 61.0
+    assert sample("backbone_dq_score", system="sim-licensing") == 61.8
     assert sample("backbone_dq_score", system="sim-health") == 0.0
     assert sample("backbone_dq_score", system="sim-education") is None  # nothing received: no score
     assert sample("backbone_dq_validity_ratio", system="sim-licensing") == 0.6667

@@ -16,7 +16,24 @@ from contract.catalog import load_catalog
 from sinks import migrations
 from sinks.ready_views import READY_VIEWS
 from sinks.store import read_only_settings
-from tests.sinks.ready_store import CALENDAR, D1, D2, D_B, KEC_A, KEC_B, KEC_C, KECAMATAN, REGIONS, TODAY, fill, wib
+from tests.sinks.ready_store import (
+    CALENDAR,
+    D1,
+    D2,
+    D_B,
+    DEPARTMENTS,
+    KEC_A,
+    KEC_B,
+    KEC_C,
+    KECAMATAN,
+    OFFICE_A,
+    OFFICE_B,
+    REGIONS,
+    TODAY,
+    fill,
+    wib,
+    works_budget,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +41,7 @@ def client(tmp_path_factory):
     c = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path_factory.mktemp('views')}/ch")
     migrations.migrate(c, load_catalog(PROJECT_ROOT / "catalog", PROJECT_ROOT / "schemas"))
     fill(c)
+    works_budget(c)
     yield c
     c.close()
 
@@ -56,11 +74,35 @@ def test_licensing_open_permits_per_kecamatan_with_zeros(client):
     assert sorted(r for r in got if r[2]) == [(KEC_A, "PBG", 2, 1), (KEC_B, "NIB", 1, 1)]
 
 
+def test_licensing_permits_per_office_kecamatan_and_type(client):
+    got = rows(
+        client,
+        "SELECT office_code, office_name, kecamatan_code, permit_type, applications, open, overdue "
+        "FROM ready_licensing_open_permits_by_office ORDER BY office_code, kecamatan_code, permit_type",
+    )
+    one_stop = DEPARTMENTS["DPMPTSP"]["name"]
+    assert sorted(got) == sorted(
+        [
+            ("", "", KEC_A, "PBG", 1, 1, 0),  # O2, recorded before office_code: no office
+            ("DPMPTSP", one_stop, KEC_A, "NIB", 1, 0, 0),  # L4 decided: a cleared queue shows zeros
+            ("DPMPTSP", one_stop, KEC_A, "PBG", 3, 1, 1),  # L1, L2 decided, O1 overdue (L5 deleted)
+            (OFFICE_A, DEPARTMENTS[OFFICE_A]["name"], KEC_A, "NIB", 1, 0, 0),  # L3 decided
+            (OFFICE_B, DEPARTMENTS[OFFICE_B]["name"], KEC_B, "NIB", 1, 1, 1),  # O3 overdue (O4 deleted)
+        ]
+    )
+    # The same open and overdue permits as the view per kecamatan and type.
+    per_kecamatan = rows(
+        client, "SELECT sum(open), sum(overdue) FROM ready_licensing_open_permits_by_office GROUP BY ()"
+    )
+    assert per_kecamatan == rows(client, "SELECT sum(open), sum(overdue) FROM ready_licensing_open_permits") == [(3, 2)]
+
+
 def test_budget_absorption_per_month_with_rollup(client):
+    """Fiscal year 2025 (2026 has only the public-works lines of works_budget)."""
     got = rows(
         client,
         "SELECT level, department_code, activity_code, account_code, allocation, revised_allocation, "
-        "realised_cumulative, absorption_pct FROM ready_budget_absorption WHERE month = 3 "
+        "realised_cumulative, absorption_pct FROM ready_budget_absorption WHERE fiscal_year = 2025 AND month = 3 "
         "ORDER BY level, department_code, activity_code, account_code",
     )
     assert [(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7]) for r in got] == [
@@ -75,10 +117,11 @@ def test_budget_absorption_per_month_with_rollup(client):
         ("programme", "DISDIK", "", "", 1500, 1600, 600, 37.5),
         ("total", "", "", "", 3500, 3600, 600, 16.67),
     ]
-    assert rows(client, "SELECT count() FROM ready_budget_absorption") == [(12 * 10,)]
+    assert rows(client, "SELECT count() FROM ready_budget_absorption WHERE fiscal_year = 2025") == [(12 * 10,)]
     year_end = rows(
         client,
-        "SELECT realised_cumulative, absorption_pct FROM ready_budget_absorption WHERE month = 12 AND level = 'total'",
+        "SELECT realised_cumulative, absorption_pct FROM ready_budget_absorption "
+        "WHERE fiscal_year = 2025 AND month = 12 AND level = 'total'",
     )
     assert year_end == [(Decimal(1600), 44.44)]
 
@@ -178,6 +221,7 @@ def test_projects_against_their_planned_progress(client):
         ("P3", 100.0, False),
         ("P4", 100.0, False),
         ("P5", 0.0, False),
+        ("P7", 0.0, False),
     ]
 
 
@@ -190,8 +234,27 @@ def test_projects_per_kecamatan_with_zeros(client):
     assert len(got) == 28
     assert got[KEC_A] == (2, 4000, 41.25, 35.0, 1)
     assert got[KEC_B] == (1, 500, 100.0, 95.0, 0)
-    assert got[KEC_C] == (1, 200, 0.0, 0.0, 0)
+    assert got[KEC_C] == (2, 300, 0.0, 0.0, 0)  # P5, P7 (P6 deleted)
     assert got[KECAMATAN[3]] == (0, 0, None, None, 0)
+
+
+def test_each_project_with_its_budget_line_allocation_against_contract_values(client):
+    got = rows(
+        client,
+        "SELECT project_id, budget_line_id, line_known, department_code, department_name, programme_code, "
+        "activity_code, line_stage, allocation, contract_value, contract_share_pct, line_projects, "
+        "line_contract_value, line_committed_pct FROM ready_infrastructure_budget ORDER BY project_id",
+    )
+    pu, roads, water = DEPARTMENTS["DPUPR"]["name"], ("1.03.10", "1.03.10.2.01"), ("1.03.02", "1.03.02.2.03")
+    assert [(*r[:8], int(r[8]), int(r[9]), *r[10:12], int(r[12]), r[13]) for r in got] == [
+        # B5: revised 5000 -> 4000; its live projects P1 + P2 (P4 terminated, P6 deleted).
+        ("P1", "B5", True, "DPUPR", pu, *roads, "REVISED", 4000, 1000, 25.0, 2, 4000, 100.0),
+        ("P2", "B5", True, "DPUPR", pu, *roads, "REVISED", 4000, 3000, 75.0, 2, 4000, 100.0),
+        ("P3", "B6", True, "DPUPR", pu, *water, "DRAFT", 800, 500, 62.5, 1, 500, 62.5),
+        ("P4", "B5", True, "DPUPR", pu, *roads, "REVISED", 4000, 700, 17.5, 2, 4000, 100.0),
+        ("P5", "B9", False, "", "", "", "", "", 0, 200, None, 1, 200, None),  # no such line
+        ("P7", None, False, "", "", "", "", "", 0, 100, None, 0, 0, None),  # no line recorded
+    ]
 
 
 def test_every_ready_view_answers_a_read_only_analyst_session(client, tmp_path):
