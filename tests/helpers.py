@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import fastavro
 import requests
+from confluent_kafka import Producer
 
+from backbone import kafka
 from backbone.settings import Settings
+from contract.catalog import catalog_for
+from contract.codec import Registry, encode, subject_for
+from contract.rules import PayloadRules
 from devstack.procs import Child
 
 # The query endpoint's token in every test pipeline (conftest's make_settings sets it).
@@ -68,3 +77,96 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.pem", "-days", "2", "-extfile", "san.cnf")
     return folder / "ca.pem", folder / "server.pem", folder / "server.key"
+
+
+# -- KPIs: clean records written straight onto a clean topic, KPI tables read back ----------------
+
+
+class CleanWriter:
+    """Clean records of one entity, encoded with its registered clean schema, produced by key."""
+
+    def __init__(self, settings: Settings, entity_name: str) -> None:
+        entity = next(e for e in catalog_for(settings).entities if e.name == entity_name)
+        schema = PayloadRules.from_schema(entity.payload_schema()).clean_schema()
+        self.fields = [f["name"] for f in schema["fields"]]
+        self.topic = entity.clean_topic
+        self.entity = entity
+        self.schema_id = Registry.for_settings(settings).register(subject_for(entity.clean_topic), schema)
+        self.parsed = fastavro.parse_schema(schema)
+        self.producer = Producer(kafka.client_config(settings))
+        self.seq = 0
+
+    def send(self, key: str, op: str, position: int | None = None, **payload: Any) -> tuple[str, bytes]:
+        """Produce one change; returns (key, bytes) so that the very same message can be sent again.
+        `payload` holds the entity's fields (a village_code given there replaces the default)."""
+        if position is None:
+            self.seq += 1
+            position = self.seq
+        now = datetime.now(UTC)
+        record: dict[str, Any] = {name: None for name in self.fields}
+        record.update(
+            dq_flags=[],  # no rule flagged these records
+            event_id=f"{key}-{position}",
+            op=op,
+            entity_key=key,
+            is_deleted=op == "d",
+            source_system=self.entity.system,
+            source_department=self.entity.department,
+            source_entity=self.entity.name,
+            source_position=f"{position:012d}",
+            ts_source=now,
+            ts_emitted=now,
+            ts_processed=now,
+            payload_version=1,
+            village_code="35.22.01.2001",
+        )
+        record.update(payload)
+        value = encode(self.schema_id, self.parsed, record)
+        self.raw(key, value)
+        return key, value
+
+    def raw(self, key: str, value: bytes) -> None:
+        # One partition: the script's order is the order read, so which windows have closed when
+        # a late change arrives is known (across partitions, event-time order is not defined).
+        self.producer.produce(self.topic, value, key.encode(), partition=0)
+        assert self.producer.flush(30) == 0
+
+
+def kpi_rows(port: str, table: str) -> dict[tuple, dict[str, Any]] | None:
+    """A KPI table's current rows by (group values..., window_start), or None before it exists."""
+    try:
+        text = query(port, f"SELECT * EXCEPT (version, updated_at, ts_stored) FROM {table} FINAL FORMAT JSONEachRow")
+    except (AssertionError, requests.ConnectionError):  # the sink starting, the table not made yet
+        return None
+    out = {}
+    for line in text.splitlines():
+        row = json.loads(line)
+        out[(*json.loads(row["group_key"])[:-1], row["window_start"])] = row
+    return out
+
+
+def kpi_figures(port: str, wanted: dict[str, tuple[str, ...]], keep_empty: bool = False) -> dict[str, dict]:
+    """{table: {group: (columns...)}} of the `wanted` KPI tables and columns; groups whose count is 0
+    are left out unless `keep_empty`."""
+    result = {}
+    for table, columns in wanted.items():
+        found = kpi_rows(port, table) or {}
+        result[table] = {g: tuple(r[c] for c in columns) for g, r in found.items() if keep_empty or r["count"]}
+    return result
+
+
+def settle(
+    read: Callable[[], object], expected: object, what: str, alive: tuple[Child, ...], timeout: float = 120
+) -> None:
+    """Wait until `read()` equals `expected`; on timeout, fail showing the difference."""
+    seen: dict[str, object] = {}
+
+    def check() -> bool:
+        seen["value"] = read()
+        return seen["value"] == expected
+
+    try:
+        wait_for(check, timeout, what, alive=alive)
+    except AssertionError:
+        assert seen.get("value") == expected, what
+        raise

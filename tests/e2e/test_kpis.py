@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import fastavro
 import requests
@@ -25,64 +24,16 @@ from contract.bootstrap import bootstrap
 from contract.catalog import catalog_for
 from contract.codec import Registry, encode, subject_for
 from contract.kpis import kpis_for, value_schema
-from contract.rules import PayloadRules
 from devstack.procs import Child
-from tests.helpers import query, wait_for
+from tests.helpers import CleanWriter, kpi_figures, query, wait_for
+from tests.helpers import kpi_rows as rows
+from tests.helpers import settle as settle_until
 
 WIB = timezone(timedelta(hours=7))
 
 
 def wib(month: int, day: int, hour: int) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=WIB)
-
-
-class CleanWriter:
-    """Clean records of one entity, encoded with its registered clean schema, produced by key."""
-
-    def __init__(self, settings: Settings, entity_name: str) -> None:
-        entity = next(e for e in catalog_for(settings).entities if e.name == entity_name)
-        schema = PayloadRules.from_schema(entity.payload_schema()).clean_schema()
-        self.fields = [f["name"] for f in schema["fields"]]
-        self.topic = entity.clean_topic
-        self.entity = entity
-        self.schema_id = Registry.for_settings(settings).register(subject_for(entity.clean_topic), schema)
-        self.parsed = fastavro.parse_schema(schema)
-        self.producer = Producer(kafka.client_config(settings))
-        self.seq = 0
-
-    def send(self, key: str, op: str, position: int | None = None, **payload: Any) -> tuple[str, bytes]:
-        """Produce one change; returns (key, bytes) so that the very same message can be sent again."""
-        if position is None:
-            self.seq += 1
-            position = self.seq
-        now = datetime.now(UTC)
-        record = {name: None for name in self.fields}
-        record.update(
-            dq_flags=[],  # no rule flagged these records
-            event_id=f"{key}-{position}",
-            op=op,
-            entity_key=key,
-            is_deleted=op == "d",
-            source_system=self.entity.system,
-            source_department=self.entity.department,
-            source_entity=self.entity.name,
-            source_position=f"{position:012d}",
-            ts_source=now,
-            ts_emitted=now,
-            ts_processed=now,
-            payload_version=1,
-            village_code="35.22.01.2001",
-            **payload,
-        )
-        value = encode(self.schema_id, self.parsed, record)
-        self.raw(key, value)
-        return key, value
-
-    def raw(self, key: str, value: bytes) -> None:
-        # One partition: the script's order is the order read, so which windows have closed when
-        # a late change arrives is known (across partitions, event-time order is not defined).
-        self.producer.produce(self.topic, value, key.encode(), partition=0)
-        assert self.producer.flush(30) == 0
 
 
 def permit(
@@ -118,19 +69,6 @@ def permit(
     )
 
 
-def rows(port: str, table: str) -> dict[tuple, dict[str, Any]] | None:
-    """The table's current rows by (group values..., window_start), or None before it exists."""
-    try:
-        text = query(port, f"SELECT * EXCEPT (version, updated_at, ts_stored) FROM {table} FINAL FORMAT JSONEachRow")
-    except (AssertionError, requests.ConnectionError):  # the sink starting, the table not made yet
-        return None
-    out = {}
-    for line in text.splitlines():
-        row = json.loads(line)
-        out[(*json.loads(row["group_key"])[:-1], row["window_start"])] = row
-    return out
-
-
 def figures(port: str) -> dict[str, dict[tuple, tuple]]:
     """The licensing KPIs as {table: {group: figures}}, left out: groups whose count is 0."""
     wanted = {
@@ -140,11 +78,7 @@ def figures(port: str) -> dict[str, dict[tuple, tuple]]:
         "kpi_licensing_decided_within_sla": ("count", "within", "share"),
         "kpi_licensing_approved_fees": ("count", "sum"),
     }
-    result = {}
-    for table, columns in wanted.items():
-        found = rows(port, table) or {}
-        result[table] = {g: tuple(r[c] for c in columns) for g, r in found.items() if r["count"]}
-    return result
+    return kpi_figures(port, wanted)
 
 
 def recomputed(port: str) -> dict[str, dict[tuple, tuple]]:
@@ -168,17 +102,7 @@ def recomputed(port: str) -> dict[str, dict[tuple, tuple]]:
 
 def settle(port: str, expected: dict[str, dict[tuple, tuple]], what: str, alive: tuple[Child, ...]) -> None:
     """Wait until the figures are the expected ones; on timeout, fail showing the difference."""
-    seen: dict[str, Any] = {}
-
-    def check() -> bool:
-        seen["figures"] = figures(port)
-        return seen["figures"] == expected
-
-    try:
-        wait_for(check, 120, what, alive=alive)
-    except AssertionError:
-        assert seen.get("figures") == expected, what
-        raise
+    settle_until(lambda: figures(port), expected, what, alive)
 
 
 OCT, NOV6, NOV13 = "2026-09-30 17:00:00.000", "2026-11-05 17:00:00.000", "2026-11-12 17:00:00.000"
