@@ -23,6 +23,7 @@ from portal.store import PublicStore, StoreError
 
 HERE = Path(__file__).parent
 MAX_PARAM = 64  # longest query value accepted
+WARM_SECONDS = 60.0  # longest wait for the store at start (then the portal opens with what it has)
 STORE = web.AppKey("store", PublicStore)
 SETTINGS = web.AppKey("settings", Settings)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -80,7 +81,10 @@ async def home(request: web.Request) -> web.Response:
 
 async def service(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return render(request, "service.html", name=name, tables=await pages.service(request.app[STORE], name), live=True)
+    store = request.app[STORE]
+    tables = await pages.service(store, name)
+    series = await pages.over_time(store, name)
+    return render(request, "service.html", name=name, tables=tables, series=series, live=True)
 
 
 async def budget(request: web.Request) -> web.Response:
@@ -238,8 +242,13 @@ def make_app(settings: Settings, store: PublicStore | None = None) -> web.Applic
     r.add_get("/healthz", health)
     r.add_static("/static", HERE / "static", append_version=False)
 
+    async def warm(_app: web.Application) -> None:
+        # In the runner's setup, before the port opens and the portal reports ready.
+        await app[STORE].start(DATASETS, WARM_SECONDS)
+
     async def close(_app: web.Application) -> None:
         await app[STORE].close()
 
+    app.on_startup.append(warm)
     app.on_cleanup.append(close)
     return app

@@ -5,57 +5,11 @@ see portal/suppression.py). Pages, downloads, the DCAT catalogue and the CKAN AP
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from portal.dataset_model import CC_BY, LICENCES, ODBL, Column, Dataset
+from portal.dataset_model import col as _c
+from portal.kpi_datasets import KPI_DATASETS
 
-ODBL = "ODbL-1.0"  # region names come from idn-area-data (ODbL): a derivative stays under it (data/README.md)
-CC_BY = "CC-BY-4.0"
-LICENCES = {
-    ODBL: ("Open Database License 1.0", "https://opendatacommons.org/licenses/odbl/1-0/"),
-    CC_BY: ("Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-}
-# Column kinds: how a value is typed in downloads and formatted on pages.
-KINDS = ("text", "code", "int", "money", "number", "pct", "date", "time", "bool")
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str
-    en: str
-    id: str
-
-
-@dataclass(frozen=True)
-class Dataset:
-    slug: str
-    view: str
-    service: str
-    title: dict[str, str]
-    description: dict[str, str]
-    licence: str
-    sources: tuple[str, ...]  # catalog tables behind it (public_freshness.source_table)
-    dimensions: tuple[str, ...]  # what a request may filter on
-    columns: tuple[Column, ...]
-    person_measures: tuple[str, ...] = ()  # counts of persons: cells below portal_min_cell are suppressed
-    dependents: dict[str, str] = field(default_factory=dict)  # measure -> person measure it is computed over
-    order_by: tuple[str, ...] = ()
-
-    @property
-    def counts_persons(self) -> bool:
-        return bool(self.person_measures)
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
-
-def _c(name: str, kind: str, en: str, id_: str) -> Column:
-    assert kind in KINDS, kind
-    return Column(name, kind, en, id_)
-
+__all__ = ["LICENCES", "Column", "Dataset", "BY_SLUG", "DATASETS", "SERVICES", "datasets_of"]
 
 KEC = (
     _c("kecamatan_code", "code", "Kemendagri code of the kecamatan", "Kode Kemendagri kecamatan"),
@@ -393,5 +347,5 @@ COMPLAINTS_SUMMARY = Dataset(
     person_measures=("complaints", "open"),
     dependents={"first_response_hours_median": "complaints"},
 )
-DATASETS = (*DATASETS, COMPLAINTS_SUMMARY)
+DATASETS = (*DATASETS, COMPLAINTS_SUMMARY, *KPI_DATASETS)
 BY_SLUG = {d.slug: d for d in DATASETS}

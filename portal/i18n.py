@@ -38,7 +38,11 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key: (Indonesian, English)
     "education": ("Pendidikan", "Education"),
     "infrastructure": ("Pekerjaan umum", "Public works"),
     "village": ("Keuangan desa", "Village finance"),
-    "h_licensing": ("izin diputuskan dalam standar pelayanan", "permits decided within service level"),
+    "h_licensing": (
+        "izin diputuskan dalam standar pelayanan bulan ini",
+        "permits decided within service level this month",
+    ),
+    "over_time": ("Dari waktu ke waktu", "Over time"),
     "h_budget": ("serapan APBD sampai bulan ini", "budget absorbed to date"),
     "h_complaints": ("pengaduan terbuka", "open complaints"),
     "h_complaints_median": ("median jam sampai tanggapan pertama", "median hours to first answer"),
@@ -146,6 +150,9 @@ class Formatter:
         if isinstance(value, datetime):
             return format_datetime(value, "d MMM y HH.mm", tzinfo=TZ, locale=self.locale)
         return format_date(value, "d MMM y", locale=self.locale)
+
+    def month(self, value: date) -> str:
+        return format_date(value, "MMM y", locale=self.locale)
 
     def age(self, value: datetime | None, now: datetime | None = None) -> str:
         """How long ago (freshness), e.g. `12 detik lalu`."""

@@ -73,7 +73,7 @@ class Sink:
         self.writer = TableWriter(self.client, settings.dead_letter_retention_days)
         # Every table and view exists before the first event (the same migrations as `backbone init`).
         holidays = load_calendar(settings.holidays_csv).days_off
-        migrations.migrate(self.client, self.catalog, settings.dead_letter_retention_days, holidays)
+        migrations.migrate(self.client, self.catalog, settings.dead_letter_retention_days, holidays, settings.kpi_dir)
         self.dlq_topics = tuple(named(settings, t) for t in (DLQ_PROCESSOR, DLQ_SINK, DLQ_ADAPTER))
         self.reference = {named(settings, topic): table for topic, table in dimensions.REFERENCE_TABLES.items()}
         self.topics = [e.clean_topic for e in self.catalog.entities] + list(self.dlq_topics) + list(self.reference)

@@ -16,6 +16,9 @@ next run):
   8  data-quality flags    dq_flags Array(LowCardinality(String)) in every change log and state
                            table, `rule` in dead_letters (ALTER ADD COLUMN; old rows: [] and '')
   9  reconciliation        the table of censuses compared with the store (sinks/reconciliation.py)
+ 10  KPI tables            kpi_<domain>_<name> of every declared KPI (kpis/), from its topic's value
+                           schema (the sink would make them at the first KPI message: public views
+                           over them need them before), then the public views over KPI tables
 What follows the schemas is brought up to date at every run, doing nothing when nothing changed:
 columns of a new optional field, column comments from the Avro `doc`, the _current view's columns."""
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -31,10 +35,12 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from backbone.errors import ServiceUnavailable
 from backbone.settings import PROJECT_ROOT, Settings
 from contract.catalog import Catalog, Entity, catalog_for
+from contract.kpis import load_kpis, value_schema
 from contract.rules import PayloadRules
 from contract.workdays import load_calendar
 from sinks import ddl, dimensions, quality_views, reconciliation
-from sinks.public_views import public_views
+from sinks.kpi_tables import table_sql
+from sinks.public_views import KPI_PUBLIC_VIEWS, public_views
 from sinks.ready_views import READY_VIEWS
 from sinks.store import connect
 
@@ -100,10 +106,15 @@ def ensure_entity_tables(client: Any, layout: ddl.TableLayout) -> dict[str, str]
 
 
 def migrate(
-    client: Any, catalog: Catalog, retention_days: int = 28, holidays: frozenset[date] | None = None
+    client: Any,
+    catalog: Catalog,
+    retention_days: int = 28,
+    holidays: frozenset[date] | None = None,
+    kpi_dir: Path | None = None,
 ) -> list[str]:
     """Apply what is missing; returns what was applied (empty: the store was up to date). `holidays`:
-    the working-day calendar's days off (default: data/holidays_id.csv)."""
+    the working-day calendar's days off (default: data/holidays_id.csv); `kpi_dir`: the KPI
+    declarations (default: kpis/)."""
     if holidays is None:
         holidays = load_calendar(PROJECT_ROOT / "data" / "holidays_id.csv").days_off
     client.command(MIGRATIONS_DDL)
@@ -143,7 +154,19 @@ def migrate(
     for view in public_views(catalog):
         if view.tables <= tables:
             step(7, f"public view {view.name} revision {view.revision}", lambda v=view: client.command(v.sql))
+    kpi_tables: set[str] = set()
+    for kpi in load_kpis(PROJECT_ROOT / "kpis" if kpi_dir is None else kpi_dir, catalog):
+        step(10, f"kpi table {kpi.table}", lambda k=kpi: _kpi_table(client, k.table, value_schema(k)))
+        kpi_tables.add(kpi.table)
+    for kpi_table, view in KPI_PUBLIC_VIEWS:
+        if kpi_table in kpi_tables and view.tables <= tables:
+            step(10, f"public view {view.name} revision {view.revision}", lambda v=view: client.command(v.sql))
     return applied
+
+
+def _kpi_table(client: Any, table: str, schema: dict[str, Any]) -> None:
+    for statement in table_sql(table, schema):
+        client.command(statement)
 
 
 def _dq_flags(client: Any, layout: ddl.TableLayout) -> None:
@@ -248,7 +271,8 @@ def migrate_store(settings: Settings) -> str:
         return f"store not migrated now ({exc.args[0] if exc.args else exc}); the sink migrates it when it starts"
     try:
         holidays = load_calendar(settings.holidays_csv).days_off
-        applied = migrate(client, catalog_for(settings), settings.dead_letter_retention_days, holidays)
+        catalog = catalog_for(settings)
+        applied = migrate(client, catalog, settings.dead_letter_retention_days, holidays, settings.kpi_dir)
     finally:
         client.close()
     return f"store migrations applied: {len(applied)}" if applied else "store up to date"

@@ -5,14 +5,15 @@ columns named in the portal's dataset registry (portal/datasets.py), and `public
 catalog table, its departmental system, the time of its last change and when it was last stored
 (provenance of every figure). Person counts are published as they are here; the portal suppresses
 small cells (with complementary suppression) before anything leaves it. Made by the migrations
-(step 6) when the catalog has the tables behind them; a changed view gets a new revision."""
+(step 7) when the catalog has the tables behind them; a changed view gets a new revision. Views over
+the stream's KPI tables (`KPI_PUBLIC_VIEWS`) are made at step 10, after their KPI tables."""
 
 from __future__ import annotations
 
 import hashlib
 
 from contract.catalog import Catalog
-from sinks.ready_views import READY_VIEWS, ReadyView
+from sinks.ready_views import READY_VIEWS, TZ, ReadyView
 
 _TABLES = {v.name: v.tables for v in READY_VIEWS}
 
@@ -118,6 +119,75 @@ PUBLIC_VIEWS.append(
         "All complaints of the regency: how many, how many open, median hours to the first answer.",
     )
 )
+
+# Over KPI tables (kpi_<domain>_<name>, one row per group and window, the highest `version` current:
+# FINAL). Day and month windows start at local midnight (WIB), as the KPI engine cuts them. Permit
+# counts are not counts of persons: published as they are; complaints and visits are (the portal
+# suppresses small months). (KPI table, view) pairs: the view is made once the migrations made its
+# table.
+DECIDED_WITHIN_SLA = "kpi_licensing_decided_within_sla"
+_DECIDED_PER_MONTH = f"""
+SELECT toStartOfMonth(assumeNotNull(window_start), {TZ}) AS month, ifNull(permit_type, '') AS permit_type,
+       `count`, within, updated_at
+FROM {DECIDED_WITHIN_SLA} FINAL
+WHERE window_start IS NOT NULL AND `count` > 0"""
+_DECIDED_COLUMNS = """sum(`count`) AS decided, sum(within) AS decided_within_sla,
+       if(decided = 0, NULL, round(decided_within_sla / decided, 4)) AS share_within_sla,
+       max(updated_at) AS updated_at"""
+
+
+def _per_month(name: str, kpi_table: str, entity: str, measure: str, doc: str) -> tuple[str, ReadyView]:
+    """A day-windowed count KPI summed per local month for the whole regency."""
+    body = (
+        f"SELECT toStartOfMonth(assumeNotNull(window_start), {TZ}) AS month, sum(`count`) AS {measure},\n"
+        f"       max(updated_at) AS updated_at\nFROM {kpi_table} FINAL\n"
+        "WHERE window_start IS NOT NULL AND `count` > 0\nGROUP BY month"
+    )
+    return kpi_table, ReadyView(name, 1, frozenset({entity}), body, doc)
+
+
+KPI_PUBLIC_VIEWS: list[tuple[str, ReadyView]] = [
+    (
+        DECIDED_WITHIN_SLA,
+        ReadyView(
+            "public_licensing_decided_this_month",
+            1,
+            frozenset({"licensing_permit_application"}),
+            f"SELECT month, permit_type, {_DECIDED_COLUMNS}\nFROM ({_DECIDED_PER_MONTH}\n)\n"
+            f"WHERE month = toStartOfMonth(now(), {TZ})\nGROUP BY GROUPING SETS ((month, permit_type), (month))",
+            "Permits decided this month (local calendar) per type (empty type: all types), and those decided "
+            "within their service level (the stream's KPI licensing.decided_within_sla).",
+        ),
+    ),
+    (
+        DECIDED_WITHIN_SLA,
+        ReadyView(
+            "public_licensing_decided_monthly",
+            1,
+            frozenset({"licensing_permit_application"}),
+            f"SELECT month, permit_type, {_DECIDED_COLUMNS}\nFROM ({_DECIDED_PER_MONTH}\n)\n"
+            "GROUP BY GROUPING SETS ((month, permit_type), (month))",
+            "Permits decided per month of decision and type (empty type: all types), and those decided within "
+            "their service level (the stream's KPI licensing.decided_within_sla).",
+        ),
+    ),
+    _per_month(
+        "public_complaints_received_monthly",
+        "kpi_participation_received_per_day",
+        "participation_complaint",
+        "received",
+        "Complaints received per local month, whole regency (KPI participation.received_per_day; person "
+        "counts: the portal suppresses small cells).",
+    ),
+    _per_month(
+        "public_health_visits_monthly",
+        "kpi_health_visits_per_day",
+        "health_visit",
+        "visits",
+        "Health facility visits per local month, whole regency (KPI health.visits_per_day; person counts: the "
+        "portal suppresses small cells).",
+    ),
+]
 
 FRESHNESS_VIEW = "public_freshness"
 

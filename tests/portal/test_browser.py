@@ -2,8 +2,9 @@
 never a downloaded browser), one browser for the module. The home page shows every headline (and is
 photographed for the README), axe-core (bundled from npm) finds no serious or critical violation,
 the language switch changes texts and number formats, the budget explorer drills down to the
-store's totals, and a change written into a source system appears on the village's page and its
-service page without a reload (the one test here that runs the whole pipeline)."""
+store's totals, service pages draw their over-time tables as charts, and a change written into a
+source system appears on the village's page and its service page without a reload (the one test
+here that runs the whole pipeline)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_home_shows_every_headline_and_is_photographed(page, published):
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("path", ["/", "/budget?year=2025&month=3", "/village/35.22.01.2001"])
+@pytest.mark.parametrize("path", ["/", "/budget?year=2025&month=3", "/village/35.22.01.2001", "/service/licensing"])
 def test_no_serious_accessibility_violations(page, published, path):
     page.goto(published.url + path)
     page.add_script_tag(path=str(AXE))
@@ -119,6 +120,17 @@ def test_budget_explorer_drills_down_to_the_store_totals(page, published):
     ).result_rows[0][0]
     assert node[0] == Decimal(store) == sum(accounts[0::2]) == Decimal(1600)
     assert node[1] == sum(accounts[1::2]) == Decimal(600)
+
+
+@pytest.mark.parametrize("service", ["licensing", "budget", "complaints", "health", "education", "village"])
+def test_a_service_page_draws_its_over_time_table_as_a_chart(page, published, service):
+    """Progressive enhancement: the bundled uPlot draws a canvas from the over-time table, which stays."""
+    page.goto(f"{published.url}/service/{service}")
+    page.wait_for_selector("#over-time .chart canvas")
+    size = page.eval_on_selector("#over-time .chart canvas", "c => [c.width, c.height]")
+    assert size[0] > 0 and size[1] > 0
+    rows = page.locator("#over-time table[data-chart=line] tbody tr")  # the table stays beside the chart
+    assert rows.count() == 2 if service == "licensing" else rows.count() >= 1  # the KPI's two months
 
 
 def test_a_change_written_into_a_source_appears_on_its_pages_without_a_reload(

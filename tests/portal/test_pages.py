@@ -51,6 +51,43 @@ def test_home_shows_a_headline_per_service_with_its_provenance(published):
     assert "<script" not in html.split("<main")[1].split("</main>")[0]  # the content needs no script
 
 
+def test_the_licensing_headline_is_this_months_share_decided_within_service_level(published):
+    """From the stream's KPI rows (conftest.DECIDED_WITHIN_SLA): this month NIB 5 of 6 (its older row
+    replaced), PBG 1 of 4, an emptied SIUP group, last month's SIP left out: 6 of 10, 60 %."""
+    block = get(published, "/").text.split('id="headline-licensing"')[1].split("</li>")[0]
+    assert '<span class="value">60 %</span>' in block and "6/10" in block
+    assert "izin diputuskan dalam standar pelayanan bulan ini" in block
+    assert 'href="/datasets/licensing-decided-this-month"' in block
+    english = get(published, "/", headers={"Accept-Language": "en"}).text.split('id="headline-licensing"')[1]
+    assert '<span class="value">60 %</span>' in english
+    assert "permits decided within service level this month" in english
+
+
+def test_a_service_page_shows_its_figures_over_time_as_a_table(published):
+    """The over-time table is there without JavaScript (the chart is drawn from it where JS runs):
+    licensing per month of decision from the KPI, last month 7 then this month 10 decided."""
+    html = get(published, "/service/licensing").text
+    table = html.split('id="over-time"')[1].split("</table>")[0]
+    assert 'data-chart="line"' in table and 'data-x="time"' in table
+    assert budget_values(html, "over-time") == [Decimal(7), Decimal(7), Decimal(10), Decimal(6)]
+    assert "<script" not in html.split("<main")[1].split("</main>")[0]
+    for service in ("budget", "education", "village"):
+        assert 'data-chart="line"' in get(published, f"/service/{service}").text, service
+
+
+def test_person_counts_over_time_are_suppressed_with_a_second_month(published):
+    """Complaints per month from the KPI: 9, 3, 12; the 3 is below the threshold, and the 9 goes
+    with it (else the 3 would follow from the regency's total): only this month's 12 shows. Visits:
+    8 and 35 (a day's older row replaced), both shown."""
+    complaints = get(published, "/service/complaints").text.split('id="over-time"')[1].split("</table>")[0]
+    assert complaints.count('class="num suppressed"') == 2
+    shown = [Decimal(v) for v in VALUE.findall(complaints) if v]
+    assert shown == [Decimal(12)]
+    health = get(published, "/service/health").text.split('id="over-time"')[1].split("</table>")[0]
+    assert [Decimal(v) for v in VALUE.findall(health)] == [Decimal(8), Decimal(35)]
+    assert "suppressed" not in health
+
+
 def test_language_by_browser_and_by_switch(published):
     assert "serapan APBD" in get(published, "/").text
     english = get(published, "/", headers={"Accept-Language": "en-US,en;q=0.9"})

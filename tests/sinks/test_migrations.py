@@ -1,7 +1,8 @@
 """Store migrations on the embedded engine (chDB): every table and view of the catalog from nothing,
 recorded and not applied twice; a store made by the earlier layout (change log sorted by event_id,
 _current a view over history) moved forward without losing a row; the change log's sorting and
-partitions at work (EXPLAIN indexes = 1); the data dictionary from the Avro docs."""
+partitions at work (EXPLAIN indexes = 1); the data dictionary from the Avro docs; the KPI tables and
+the public views over them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 
 from backbone.settings import PROJECT_ROOT, load_settings
 from contract.catalog import load_catalog
+from contract.kpis import load_kpis, value_schema
 from sinks import ddl, migrations
+from sinks.public_views import KPI_PUBLIC_VIEWS
 from sinks.table_writer import TableWriter
 from tests.sinks.test_ddl import CLEAN, PAYLOAD, T0, TABLE, insert, record
 
@@ -53,6 +56,33 @@ def test_migrate_creates_every_table_and_view_and_a_second_run_does_nothing(clie
     assert migrations.migrate(client, CATALOG) == []
     assert client.query("SELECT count() FROM schema_migrations FINAL").result_rows[0][0] == recorded
     assert client.query("SELECT name, metadata_modification_time FROM system.tables").result_rows == created
+
+
+def test_every_kpi_table_and_the_public_views_over_them_are_made_once(client):
+    """Step 10: the KPI tables exist before the stream's first KPI message (the public views over them
+    need them), with the columns the sink would make from the topic's schema; a second run applies
+    nothing."""
+    kpis = load_kpis(PROJECT_ROOT / "kpis", CATALOG)
+    applied = migrations.migrate(client, CATALOG)
+    engines = tables(client)
+    for kpi in kpis:
+        assert engines[kpi.table] == "ReplacingMergeTree", kpi.table
+        assert f"kpi table {kpi.table}" in applied
+        columns = [row[0] for row in client.query(f"DESCRIBE TABLE {kpi.table}").result_rows]
+        assert columns == [f["name"] for f in value_schema(kpi)["fields"]] + ["ts_stored"]
+    assert KPI_PUBLIC_VIEWS
+    for kpi_table, view in KPI_PUBLIC_VIEWS:
+        assert kpi_table in engines and engines[view.name] == "View"
+        assert f"public view {view.name} revision {view.revision}" in applied
+        assert client.query(f"SELECT count() FROM {view.name}").result_rows == [(0,)]  # no KPI message yet
+    assert migrations.migrate(client, CATALOG) == []
+
+
+def test_kpi_public_views_need_their_kpi_table(client, tmp_path):
+    """Without KPI declarations there is no KPI table, and no view over one."""
+    applied = migrations.migrate(client, CATALOG, kpi_dir=tmp_path / "no-kpis")
+    assert not [a for a in applied if a.startswith("kpi table")]
+    assert not {view.name for _, view in KPI_PUBLIC_VIEWS} & set(tables(client))
 
 
 def test_a_new_entity_gets_its_tables_at_the_next_run(client):
