@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.adapters_mariadb
 	$(BIN)/python -m bench.adapters_files_push
 	$(BIN)/python -m bench.adapters_freshness
+	$(BIN)/python -m bench.kpis
+	$(BIN)/python -m bench.ready_views
 
 # Style, and the layout's import contract (pyproject.toml [tool.importlinter]).
 lint: $(STAMP)

@@ -1,8 +1,9 @@
 """Throughput and freshness of the pipeline on a fresh local stack (Kafka + Apicurio in a temporary folder).
 
-Phases: producer (in-process, as fast as possible), processor and sink (child processes draining the
-backlog), then end-to-end freshness at a fixed rate with both stages running; then all domains: every
-simulated system at once on fresh topics, timed per domain. Every wait is bounded."""
+Phases: producer (in-process, as fast as possible), processor (profiled by py-spy) and sink (child
+processes draining the backlog), then end-to-end freshness at a fixed rate with both stages running; then
+the stages' ceilings on the same stack and topics (bench/ceilings.py: the ratios, a chart beside the JSON);
+then all domains: every simulated system at once on fresh topics, timed per domain. Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -32,15 +33,17 @@ from rich.table import Table
 from backbone.errors import UserError
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
+from bench import ceilings, chart
 from bench import portal as portal_bench
 from bench.stages import (
     FAILED,
     OUT,
-    TABLE,
     Counts,
+    Profiler,
     Throughput,
     counter,
     drain,
+    freshness_phase,
     metrics_url,
     peak_rss_mib,
     query,
@@ -48,7 +51,6 @@ from bench.stages import (
     stage_counts,
     stored,
     total,
-    wait_for,
 )
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
@@ -81,49 +83,6 @@ def producer_phase(settings: Settings, n: int) -> Throughput:
     if sent != n:
         raise RuntimeError(f"producer: {sent} of {n} events acknowledged")
     return Throughput(n, seconds, n / seconds)
-
-
-def quantiles_ms(values: list[float]) -> dict[str, float]:
-    return {"p50": float(values[0]), "p99": float(values[1])}
-
-
-def freshness_phase(settings: Settings, rate: float, count: int, children: Sequence[Child]) -> dict[str, Any]:
-    """Produce at a fixed rate with both stages running; quantiles of the delays of this phase's rows."""
-    start = datetime.now(UTC)
-    stop = threading.Event()
-    result: dict[str, Any] = {}
-
-    def produce() -> None:
-        began = time.monotonic()
-        try:
-            result["sent"] = run_simulator(settings, "licensing", rate=rate, count=count, stop=stop,
-                                           serve_metrics=False)
-        except BaseException as exc:  # re-raised in the main thread
-            result["error"] = exc
-        result["seconds"] = time.monotonic() - began
-
-    thread = threading.Thread(target=produce, name="bench-simulator", daemon=True)
-    thread.start()
-    thread.join(count / rate + 60)
-    if thread.is_alive():
-        stop.set()
-        thread.join(10)
-        raise TimeoutError(f"freshness: the simulator did not send {count} events at {rate}/s in time")
-    if "error" in result:
-        raise result["error"]
-    # ts_source is taken when the change is generated, after `start`; earlier phases' rows are all older.
-    since = f"WHERE ts_source >= toDateTime64('{start:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC')"
-    sent = int(result["sent"])
-    wait_for(lambda: stored(settings, since) >= sent, 60 + sent / 100, f"{sent} fresh rows stored", children)
-    row = json.loads(query(settings, (
-        "SELECT quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_stored)),"
-        " quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_processed)), count()"
-        f" FROM {TABLE} FINAL {since}"), fmt="JSONCompact"))["data"][0]
-    return {
-        "target_rate": rate, "events": sent, "rows": int(row[2]), "produce_seconds": result["seconds"],
-        "achieved_rate": sent / result["seconds"],
-        "source_to_stored_ms": quantiles_ms(row[0]), "source_to_processed_ms": quantiles_ms(row[1]),
-    }
 
 
 def rows_final(settings: Settings, tables: Sequence[str]) -> int:
@@ -237,8 +196,10 @@ def phase_settings(run_dir: Path, tag: str, kafka_bootstrap: str, registry_url: 
     )
 
 
-def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str) -> dict[str, Any]:
-    n, tag, load_start = args.events, f"bench{os.getpid()}-{int(time.time())}", os.getloadavg()[0]
+def run_phases(
+    args: argparse.Namespace, work: Path, kafka_bootstrap: str, registry_url: str, profile: Path
+) -> dict[str, Any]:
+    n, tag, calibration_start = args.events, f"bench{os.getpid()}-{int(time.time())}", ceilings.calibration()
     settings = phase_settings(work / "pipeline", tag, kafka_bootstrap, registry_url)
     bootstrap(settings)
     timeout = 120 + n / 100  # generous: ~100 events/s plus start-up, so a stall fails instead of hanging
@@ -248,8 +209,13 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
     try:
         console.log("processor: draining the backlog")
         url = metrics_url(settings, "processor")
-        processed = drain(settings, "processor", children, n, partial(counter, url, "processor", (OUT, FAILED)),
-                          lambda value, _started: value >= n, timeout, args.stall)  # dead letters count as processed
+        profiler = Profiler(profile)  # attached once the processor is under load, stopped when it is drained
+        try:
+            processed = drain(settings, "processor", children, n, partial(counter, url, "processor", (OUT, FAILED)),
+                              lambda value, _started: value >= n, timeout, args.stall,  # dead letters count
+                              on_first=profiler.attach)
+        finally:
+            profiled = profiler.stop()
         failed = counter(url, "processor", (FAILED,))
 
         console.log("sink: draining the backlog")
@@ -264,23 +230,35 @@ def run_phases(args: argparse.Namespace, work: Path, kafka_bootstrap: str, regis
     finally:
         for child in reversed(children):
             child.stop()
+    # The ceilings on the same stack and topics, with the stages stopped (issue 12): ratios, not only rates.
+    console.log("ceilings: ProducerPerformance, ConsumerPerformance, chDB inserts (clickhouse-connect, AvroConfluent)")
+    ceiling = ceilings.measure(settings, n, work / "ceilings")
     domains = None if args.skip_domains else domains_phase(
         args, phase_settings(work / "domains", f"{tag}-domains", kafka_bootstrap, registry_url))
-    console.log("data-quality rules: the processor with every rule on, then with the new ones off")
-    rules = rules_phase(phase_settings(work / "rules", f"{tag}-rules", kafka_bootstrap, registry_url),
-                        args.domain_events, BAD_RATIO, 120 + 7 * args.domain_events / 100, args.stall)
+    rules = None
+    if not args.skip_rules:
+        console.log("data-quality rules: the processor with every rule on, then with the new ones off")
+        rules = rules_phase(phase_settings(work / "rules", f"{tag}-rules", kafka_bootstrap, registry_url),
+                            args.domain_events, BAD_RATIO, 120 + 7 * args.domain_events / 100, args.stall)
+    calibration_end = ceilings.calibration()
+    stages = {"producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": failed},
+              "sink": {**asdict(sunk), "rows_final": rows}}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        # Load average before and after: other work on the machine skews every figure, so keep it with them.
+        # Load and a fixed calibration loop before and after: other work on the machine skews every figure.
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_1m_start": load_start, "load_avg_1m_end": os.getloadavg()[0]},
+                    "load_avg_1m_start": calibration_start["load_avg"][0],
+                    "load_avg_1m_end": calibration_end["load_avg"][0]},
+        "calibration": {"start": calibration_start, "end": calibration_end},
         "git_commit": git_commit(),
         "events": n,
         "settings": {k: getattr(settings, k) for k in (
             "topic_partitions", "processor_batch_size", "processor_batch_seconds", "sink_batch_size",
             "sink_batch_seconds")},
-        "stages": {"producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": failed},
-                   "sink": {**asdict(sunk), "rows_final": rows}},
+        "stages": stages,
+        "ceilings": ceiling,
+        "ratios": ceilings.ratios(stages, ceiling),
+        "processor_profile": profiled,
         "freshness": fresh,
         "peak_rss_mib": rss,
         "domains": domains,
@@ -348,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
     parser.add_argument("--domain-events", type=int, default=3000, help="events per system, all-domains phase")
     parser.add_argument("--skip-domains", action="store_true", help="skip the all-domains phase")
+    parser.add_argument("--skip-rules", action="store_true", help="skip the data-quality rules phase")
+    parser.add_argument("--skip-portal", action="store_true", help="skip the portal bench")
     parser.add_argument("--stall", type=float, default=30.0, help="fail a stage after this long without progress")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="folder for the JSON")
     args = parser.parse_args(argv)
@@ -356,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGTERM as an exception, so the finally blocks stop the children and the stack.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    profile = args.out / f"{stamp}-processor-profile.svg"
     try:
         with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
             work = Path(tmp)
@@ -363,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 console.log("starting the local stack (Kafka, Apicurio Registry)")
                 addresses = stack.start()
-                report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url)
+                report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url, profile)
             finally:
                 stack.stop()
     except (UserError, RuntimeError, TimeoutError) as exc:  # a failed run says why in one message, no traceback
@@ -371,14 +353,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     console.print(render(report))
+    console.print(ceilings.ratio_table(report))
+    if error := report["processor_profile"]["error"]:
+        console.print(f"[yellow]no processor profile:[/] {error}", highlight=False)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path = args.out / f"{stamp}.json"
     text = json.dumps(report, indent=2, default=str) + "\n"
     path.write_text(text)
     (args.out / "latest.json").write_text(text)
-    console.print(f"results: {path}")
+    shutil.copyfile(chart.draw(report, path.with_suffix(".png")), args.out / "latest.png")
+    if profile.is_file():
+        shutil.copyfile(profile, args.out / "latest-processor-profile.svg")
+    console.print(f"results: {path} (chart {path.with_suffix('.png').name}, processor profile {profile.name})")
     # The public portal against the store: bytes and latency per page kind (its own store, filled synthetically).
-    return portal_bench.main(["--out", str(args.out)])
+    return 0 if args.skip_portal else portal_bench.main(["--out", str(args.out)])
 
 
 if __name__ == "__main__":

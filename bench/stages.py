@@ -3,11 +3,16 @@ the rows it stored, and timing it while it drains a backlog. Every wait is bound
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -118,8 +123,10 @@ def measure(
     finished: Callable[[float], bool],
     timeout: float,
     stall: float,
+    on_first: Callable[[Child], object] | None = None,
 ) -> Throughput:
-    """Time a child draining n events: start-up included, and from the first event seen to the last."""
+    """Time a child draining n events: start-up included, and from the first event seen to the last.
+    on_first(child) is called when the first event is seen (the stage is then under load)."""
     first: list[tuple[float, float]] = []
     last = [0.0, time.monotonic()]  # counter value and when it last moved
 
@@ -127,6 +134,8 @@ def measure(
         now, value = time.monotonic(), count()
         if not first and value > 0:
             first.append((now, value))
+            if on_first is not None:
+                on_first(child)
         if value != last[0]:
             last[:] = [value, now]
         elif 0 < value < n and now - last[1] > stall:
@@ -162,12 +171,55 @@ def drain(
     finished: Callable[[float, float], bool],
     timeout: float,
     stall: float,
+    on_first: Callable[[Child], object] | None = None,
 ) -> Throughput:
     """Start a stage (a child process, added to `children`) on a backlog of n events and time it (see
     `measure`) until finished(count, time the stage was started) holds."""
     started = time.monotonic()
     children.append(child := start_child(settings, stage))
-    return measure(child, started, n, count, lambda value: finished(value, started), timeout, stall)
+    return measure(child, started, n, count, lambda value: finished(value, started), timeout, stall, on_first)
+
+
+class Profiler:
+    """py-spy sampling a stage's process (and its children) from when it is attached until stopped: a
+    flame graph of where the stage spends its time under load. Non-blocking sampling, so the stage is
+    not paused at each sample; where ptrace is not permitted the error is kept and the stage runs on."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.proc: subprocess.Popen[str] | None = None
+        self.result: dict[str, Any] = {"path": None, "error": None}
+
+    def attach(self, child: Child) -> None:
+        py_spy = Path(sys.executable).with_name("py-spy")  # installed in the venv with the dev packages
+        if not py_spy.is_file():
+            self.result["error"] = f"py-spy is not installed in {py_spy.parent}"
+            return
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        command = [str(py_spy), "record", "--pid", str(child.pid), "--subprocesses", "--nonblocking",
+                   "--format", "flamegraph", "--output", str(self.out)]
+        self.result["command"] = " ".join(command[1:])
+        try:
+            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as exc:
+            self.result["error"] = f"py-spy did not start: {exc}"
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling (py-spy writes its file on SIGINT); the file's path, or why there is none."""
+        if self.proc is None:
+            return self.result
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            output, _ = self.proc.communicate()
+        if self.out.is_file() and self.out.stat().st_size:
+            self.result["path"] = str(self.out)
+        else:
+            self.result["error"] = f"py-spy exited with {self.proc.returncode}: {output.strip()[-500:]}"
+        return self.result
 
 
 def peak_rss_mib(pid: int | None) -> float | None:
@@ -179,6 +231,52 @@ def peak_rss_mib(pid: int | None) -> float | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+# -- freshness: a fixed rate with both stages running ------------------------------------------------
+def quantiles_ms(values: list[float]) -> dict[str, float]:
+    return {"p50": float(values[0]), "p99": float(values[1])}
+
+
+def freshness_phase(settings: Settings, rate: float, count: int, children: Sequence[Child]) -> dict[str, Any]:
+    """Produce at a fixed rate with both stages running; quantiles of the delays of this phase's rows."""
+    from simulators.simulate import run_simulator
+
+    start = datetime.now(UTC)
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+
+    def produce() -> None:
+        began = time.monotonic()
+        try:
+            result["sent"] = run_simulator(settings, "licensing", rate=rate, count=count, stop=stop,
+                                           serve_metrics=False)
+        except BaseException as exc:  # re-raised in the main thread
+            result["error"] = exc
+        result["seconds"] = time.monotonic() - began
+
+    thread = threading.Thread(target=produce, name="bench-simulator", daemon=True)
+    thread.start()
+    thread.join(count / rate + 60)
+    if thread.is_alive():
+        stop.set()
+        thread.join(10)
+        raise TimeoutError(f"freshness: the simulator did not send {count} events at {rate}/s in time")
+    if "error" in result:
+        raise result["error"]
+    # ts_source is taken when the change is generated, after `start`; earlier phases' rows are all older.
+    since = f"WHERE ts_source >= toDateTime64('{start:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC')"
+    sent = int(result["sent"])
+    wait_for(lambda: stored(settings, since) >= sent, 60 + sent / 100, f"{sent} fresh rows stored", children)
+    row = json.loads(query(settings, (
+        "SELECT quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_stored)),"
+        " quantiles(0.5, 0.99)(dateDiff('millisecond', ts_source, ts_processed)), count()"
+        f" FROM {TABLE} FINAL {since}"), fmt="JSONCompact"))["data"][0]
+    return {
+        "target_rate": rate, "events": sent, "rows": int(row[2]), "produce_seconds": result["seconds"],
+        "achieved_rate": sent / result["seconds"],
+        "source_to_stored_ms": quantiles_ms(row[0]), "source_to_processed_ms": quantiles_ms(row[1]),
+    }
 
 
 # -- the data-quality rules: on against off -----------------------------------------------------------
