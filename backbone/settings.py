@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     portal_rate_per_second: float = Field(default=20.0, gt=0)
     portal_rate_burst: int = Field(default=120, ge=1)
     portal_cache_seconds: float = Field(default=5.0, ge=0)
+    # The reverse proxy in front of the portal (addresses or networks, JSON list in the environment):
+    # when set, a request must come through it and its X-Forwarded-For names the client that is rate
+    # limited; empty, the header is ignored (a client could name anyone in it).
+    portal_trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=64)
 
     # Local stack: JDKs (Kafka needs 17+, Apicurio Registry 3.3 needs 21+) and versions.
     java_home: Path | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+from aiohttp_remotes import XForwardedStrict
 
 from backbone.settings import Settings
 from contract.reference import load_regions
@@ -217,7 +218,13 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def make_app(settings: Settings, store: PublicStore | None = None) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
+    middlewares: list[Any] = [guard]
+    if settings.portal_trusted_proxies:
+        # Behind a proxy the peer is the proxy: the client is the address it forwards. Strict: one hop,
+        # from a trusted address, or 400 (the health check is asked directly).
+        proxy = XForwardedStrict([[str(n) for n in settings.portal_trusted_proxies]], white_paths=["/healthz"])
+        middlewares.insert(0, proxy.middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app[STORE] = store or PublicStore(settings)
     app[REGIONS] = load_regions(settings.regions_csv)

@@ -169,3 +169,45 @@ def test_clients_are_rate_limited_and_an_unavailable_store_is_a_503(published):
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     finally:
         portal.stop()
+
+
+def _limited_portal(published, **extra):
+    settings = load_settings(
+        **{
+            **published.settings.model_dump(),
+            "portal_rate_burst": 2,
+            "portal_rate_per_second": 0.01,
+            "portal_query_url": f"http://127.0.0.1:{free_port()}/",
+            **extra,
+        }
+    )
+    portal = PortalThread(settings)
+    return portal, portal.start()
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(published):
+    portal, url = _limited_portal(published, portal_trusted_proxies=["127.0.0.1/32"])
+    try:
+        def status(client: str | None) -> int:
+            headers = {"X-Forwarded-For": client} if client else {}
+            return requests.get(url + "/", headers=headers, timeout=30).status_code
+
+        assert [status("203.0.113.1") for _ in range(3)] == [503, 503, 429]
+        assert status("203.0.113.2") == 503  # another client behind the same proxy is not limited
+        assert status(None) == 400  # not through the proxy
+        assert status("203.0.113.9, 203.0.113.1") == 400  # more hops than the one trusted proxy
+        assert requests.get(url + "/healthz", timeout=30).status_code == 200  # asked directly
+    finally:
+        portal.stop()
+
+
+def test_without_a_trusted_proxy_a_forwarded_address_is_ignored(published):
+    portal, url = _limited_portal(published)
+    try:
+        answers = [
+            requests.get(url + "/", headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=30).status_code
+            for i in range(3)
+        ]
+        assert answers == [503, 503, 429]  # the peer is limited, whatever address it claims
+    finally:
+        portal.stop()
