@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sinks.dimensions import DAYS_OFF
+from sinks.ready_workdays import TZ, calendar, due_date, working_days
 
 
 @dataclass(frozen=True)
@@ -31,35 +32,15 @@ class ReadyView:
         return f"CREATE OR REPLACE VIEW {self.name} SQL SECURITY DEFINER AS\n{self.body}\nCOMMENT '{comment}'"
 
 
-TZ = "'Asia/Jakarta'"
 TODAY = f"toDate(now(), {TZ})"
-
-
-def _working_days_after(start: str, days: str) -> str:
-    """The working days among the `days` calendar days after the local date of `start`."""
-    return (
-        f"arrayFilter(d -> toDayOfWeek(d) <= 5 AND NOT has(days_off, d), "
-        f"arrayMap(n -> addDays(toDate({start}, {TZ}), n), range(1, toUInt32(greatest(1, {days} + 1)))))"
-    )
-
-
-def working_days(start: str, end: str) -> str:
-    """Working days from `start` to `end` (0 when decided on the day of submission)."""
-    span = f"dateDiff('day', toDate({start}, {TZ}), toDate({end}, {TZ}))"
-    return f"length({_working_days_after(start, span)})"
-
-
-def due_date(start: str, sla: str) -> str:
-    """The local date of the `sla`-th working day after `start` (a month of holidays is plenty)."""
-    return f"{_working_days_after(start, f'{sla} * 2 + 30')}[{sla}]"
-
 
 OPEN_PERMIT = "status IN ('SUBMITTED', 'VERIFIED')"
 OPEN_COMPLAINT = "status IN ('RECEIVED', 'VERIFIED', 'IN_PROGRESS')"
 PERMITS = "licensing_permit_application_state"
+WORK_CALENDAR = calendar(DAYS_OFF)
 
 LICENSING_LEAD_TIME = f"""
-WITH {DAYS_OFF} AS days_off
+WITH {WORK_CALENDAR}
 SELECT permit_type, count() AS decided,
        quantileExactInclusive(0.5)(lead) AS lead_time_working_days_median,
        quantileExactInclusive(0.9)(lead) AS lead_time_working_days_p90,
@@ -73,23 +54,31 @@ FROM (
 GROUP BY GROUPING SETS ((permit_type), ())
 """
 
+# One read of the permits: the types (of any permit) and per type the open and overdue ones per kecamatan.
 LICENSING_OPEN = f"""
-WITH {DAYS_OFF} AS days_off
+WITH {WORK_CALENDAR}
 SELECT k.kecamatan_code AS kecamatan_code, k.kecamatan_name AS kecamatan_name, t.permit_type AS permit_type,
-       countIf(p.application_id != '') AS open, countIf(p.overdue) AS overdue
+       t.open_counts[indexOf(t.kecamatans, k.kecamatan_code)] AS open,
+       t.overdue_counts[indexOf(t.kecamatans, k.kecamatan_code)] AS overdue
 FROM dim_kecamatan AS k
-CROSS JOIN (SELECT DISTINCT permit_type FROM {PERMITS} FINAL) AS t
-LEFT JOIN (
-    SELECT application_id, permit_type, kecamatan_code, {TODAY} > {due_date("submitted_at", "sla_days")} AS overdue
-    FROM {PERMITS} FINAL WHERE {OPEN_PERMIT}
-) AS p ON p.kecamatan_code = k.kecamatan_code AND p.permit_type = t.permit_type
-GROUP BY kecamatan_code, kecamatan_name, permit_type
+CROSS JOIN (
+    SELECT permit_type, groupArray(kecamatan_code) AS kecamatans, groupArray(open_permits) AS open_counts,
+           groupArray(overdue_permits) AS overdue_counts
+    FROM (
+        SELECT permit_type, kecamatan_code, countIf({OPEN_PERMIT} AND application_id != '') AS open_permits,
+               countIf({OPEN_PERMIT} AND application_id != '' AND {TODAY} > {due_date("submitted_at", "sla_days")})
+                   AS overdue_permits
+        FROM {PERMITS} FINAL
+        GROUP BY permit_type, kecamatan_code
+    )
+    GROUP BY permit_type
+) AS t
 """
 
 # Per handling office too (office_code: the one-stop office or a kecamatan office; empty for records
 # from before the field), over the groups with any application, so a cleared queue shows zeros.
 LICENSING_OPEN_BY_OFFICE = f"""
-WITH {DAYS_OFF} AS days_off
+WITH {WORK_CALENDAR}
 SELECT p.office_code AS office_code, d.department_name AS office_name, p.kecamatan_code AS kecamatan_code,
        p.kecamatan_name AS kecamatan_name, p.permit_type AS permit_type, count() AS applications,
        countIf(p.is_open) AS open, countIf(p.overdue) AS overdue
@@ -207,26 +196,36 @@ GROUP BY GROUPING SETS ((hospital_name, ward_class), (hospital_name))
 # A school year starts in July; an enrolment counts in the year it was admitted (new or transfer in),
 # in the kecamatan of its school (of the student's village when the school is not in the register).
 EDUCATION_ENROLMENT = f"""
-WITH admitted AS (
-    SELECT coalesce(nullIf(s.kecamatan_code, ''), e.student_kecamatan_code) AS kecamatan_code, e.level AS level,
-           toYear(toTimeZone(e.enrolled_at, {TZ})) - (toMonth(toTimeZone(e.enrolled_at, {TZ})) < 7) AS school_year,
-           count() AS enrolled
-    FROM (SELECT * FROM education_enrolment_state FINAL) AS e
-    LEFT JOIN (SELECT npsn, kecamatan_code FROM education_school_state FINAL) AS s ON s.npsn = e.school_npsn
-    GROUP BY kecamatan_code, level, school_year
-)
 SELECT k.kecamatan_code AS kecamatan_code, k.kecamatan_name AS kecamatan_name, l.level AS level,
        y.school_year AS school_year, concat(toString(y.school_year), '/', toString(y.school_year + 1)) AS year_label,
-       cur.enrolled AS enrolled, prev.enrolled AS enrolled_previous_year,
+       y.enrolled[indexOf(y.keys, (k.kecamatan_code, l.level))] AS enrolled,
+       y.previous[indexOf(y.keys, (k.kecamatan_code, l.level))] AS enrolled_previous_year,
        toInt64(enrolled) - toInt64(enrolled_previous_year) AS change,
        if(enrolled_previous_year = 0, NULL, round((enrolled / enrolled_previous_year - 1) * 100, 2)) AS change_pct
 FROM dim_kecamatan AS k
 CROSS JOIN (SELECT arrayJoin(['SD', 'SMP', 'SMA', 'SMK']) AS level) AS l
-CROSS JOIN (SELECT DISTINCT school_year FROM admitted) AS y
-LEFT JOIN admitted AS cur
-    ON cur.kecamatan_code = k.kecamatan_code AND cur.level = l.level AND cur.school_year = y.school_year
-LEFT JOIN admitted AS prev
-    ON prev.kecamatan_code = k.kecamatan_code AND prev.level = l.level AND prev.school_year = y.school_year - 1
+CROSS JOIN (
+    -- one read: admissions count for their year (shift 0) and as the next one's previous (shift 1)
+    SELECT school_year, groupArray((kecamatan_code, level)) AS keys,
+           groupArray(current) AS enrolled, groupArray(before) AS previous
+    FROM (
+        SELECT kecamatan_code, level, CAST(admitted_year + shift, toTypeName(admitted_year)) AS school_year,
+               sumIf(admitted, shift = 0) AS current, sumIf(admitted, shift = 1) AS before
+        FROM (
+            SELECT coalesce(nullIf(s.kecamatan_code, ''), e.student_kecamatan_code) AS kecamatan_code,
+                   e.level AS level, count() AS admitted,
+                   toYear(toTimeZone(e.enrolled_at, {TZ})) - (toMonth(toTimeZone(e.enrolled_at, {TZ})) < 7)
+                       AS admitted_year
+            FROM (SELECT * FROM education_enrolment_state FINAL) AS e
+            LEFT JOIN (SELECT npsn, kecamatan_code FROM education_school_state FINAL) AS s ON s.npsn = e.school_npsn
+            GROUP BY kecamatan_code, level, admitted_year
+        )
+        ARRAY JOIN [0, 1] AS shift
+        GROUP BY kecamatan_code, level, school_year
+    )
+    GROUP BY school_year
+    HAVING sum(current) > 0
+) AS y
 """
 
 # Planned progress: linear from the planned start to the planned end. Behind schedule: physical
@@ -302,12 +301,14 @@ READY_VIEWS: list[ReadyView] = [
         LICENSING_LEAD_TIME,
         "Decided permits per type (and all types, permit_type empty): lead time from submission to decision "
         "in working days, median and p90; decided within the service level (sla_days working days).",
+        revision=2,
     ),
     _view(
         "ready_licensing_open_permits",
         PERMIT_TABLES,
         LICENSING_OPEN,
         "Open permits (submitted or verified) per kecamatan and type, and those past their service level.",
+        revision=2,
     ),
     _view(
         "ready_licensing_open_permits_by_office",
@@ -316,6 +317,7 @@ READY_VIEWS: list[ReadyView] = [
         "Permits per handling office (the one-stop office DPMPTSP or a kecamatan office; empty: not recorded), "
         "kecamatan and type, where there is any application: applications, open (submitted or verified) and "
         "overdue (open past the service level).",
+        revision=2,
     ),
     _view(
         "ready_budget_absorption",
@@ -368,6 +370,7 @@ READY_VIEWS: list[ReadyView] = [
         {"education_enrolment", "education_school"},
         EDUCATION_ENROLMENT,
         "Enrolments admitted per kecamatan, school level and school year (from July), against the previous year.",
+        revision=2,
     ),
     _view(
         "ready_infrastructure_projects",

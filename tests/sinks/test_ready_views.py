@@ -4,7 +4,7 @@ read-only analyst session, and so do the README's example questions."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,9 @@ import pytest
 from backbone.settings import PROJECT_ROOT, load_settings
 from contract.catalog import load_catalog
 from sinks import migrations
+from sinks.dimensions import DAYS_OFF
 from sinks.ready_views import READY_VIEWS
+from sinks.ready_workdays import calendar, due_date, working_days
 from sinks.store import read_only_settings
 from tests.sinks.ready_store import (
     CALENDAR,
@@ -275,3 +277,30 @@ def test_the_readme_questions_answer(client, tmp_path):
     settings = read_only_settings(load_settings(run_dir=tmp_path))
     answers = [client.query(sql, settings=settings).result_rows for sql in questions]
     assert answers[0][0][0] == "" and answers[4] == [(REGIONS[KEC_A]["name"], "Paket P1", 50.0, 30.0, 20.0)]
+
+
+def test_working_days_in_sql_are_the_calendars(client):
+    """The views' working-day arithmetic (sinks/ready_workdays.py, on ref_holidays) against
+    contract/workdays.py: every start day from before the calendar's first holiday to after its last
+    (weekends, holidays, joint leave, year ends), at 00:30 and 23:30 local time, ending the day before,
+    the same day and up to 40 days later at the other end of the day; deadlines of 0 to 24 working days."""
+    first = CALENDAR.first - timedelta(days=12)
+    days = (CALENDAR.last - first).days + 12
+    sql = f"""WITH {calendar(DAYS_OFF)}
+SELECT toUnixTimestamp64Milli(s), toUnixTimestamp64Milli(e), sla, {working_days("s", "e")}, {due_date("s", "sla")}
+FROM (
+    SELECT toDateTime64('{first} 00:30:00', 3, 'Asia/Jakarta') + toIntervalDay(intDiv(number, 2))
+               + toIntervalMinute(number % 2 * 1380) AS s,
+           arrayJoin([-1, 0, 1, 2, 3, 4, 5, 7, 9, 13, 40]) AS span,
+           s + toIntervalDay(span) + toIntervalMinute(if(number % 2 = 0, 1380, -1380)) AS e,
+           toInt32((number + span) % 25) AS sla
+    FROM numbers({2 * days})
+)"""
+    got = rows(client, sql)
+    assert len(got) == 2 * days * 11
+    wrong = [
+        (start, end, sla, lead, due)
+        for start, end, sla, lead, due in got
+        if (lead, due) != (CALENDAR.working_days_between(start, end), CALENDAR.due_date(start, sla))
+    ]
+    assert wrong == []
