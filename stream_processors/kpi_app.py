@@ -56,6 +56,8 @@ class KpiOutput:
         for kpi in kpis:
             schema = value_schema(kpi)
             self.schemas[kpi.topic] = (registry.register(subject_for(kpi.topic), schema), fastavro.parse_schema(schema))
+        # Counter children looked up once: a label lookup takes a lock, and rows are sent per group.
+        self.sent = {kpi.topic: metrics.EVENTS_OUT.labels(STAGE, kpi.topic) for kpi in kpis}
         self.errors: list[str] = []
 
     def _delivered(self, err: Any, _msg: Any) -> None:
@@ -68,7 +70,7 @@ class KpiOutput:
             kafka.produce(
                 self.producer, kpi.topic, encode(schema_id, parsed, value), key.encode(), None, self._delivered, STAGE
             )
-            metrics.EVENTS_OUT.labels(STAGE, kpi.topic).inc()
+            self.sent[kpi.topic].inc()
 
     def flush(self) -> None:
         for _ in range(120):  # bounded: an unreachable broker stops the worker rather than hang
@@ -142,6 +144,9 @@ def build_app(settings: Settings) -> faust.App:
                 await rebuild()
 
     async def rebuild() -> None:
+        # A batch writes up to one changelog record per event at its end, then flushes them: above
+        # Faust's default of 100 pending, every message fetched meanwhile waits for the buffer to ebb.
+        app.producer.buffer.max_messages = settings.processor_batch_size
         now_ms = int(time.time() * 1000)
         states = ((key.decode(), json.loads(value)) for key, value in entities.items())
         count = engine.rebuild(states, now_ms)
@@ -170,8 +175,10 @@ def build_app(settings: Settings) -> faust.App:
             try:
                 await ensure_rebuilt()
                 now_ms = int(time.time() * 1000)
+                changed: dict[bytes, tuple[Any, dict[str, Any]]] = {}
                 for event in events:
-                    apply_event(event, now_ms)
+                    apply_event(event, now_ms, changed)
+                write_states(changed)
                 await send_and_flush(engine.take_rows(now_ms))
             except Exception:
                 log.exception("a batch of %d events failed; it will be read again", len(events))
@@ -186,7 +193,9 @@ def build_app(settings: Settings) -> faust.App:
                 metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
                 await app.consumer.seek(TP(topic, partition), offset)
 
-    def apply_event(event: Any, now_ms: int) -> None:
+    def apply_event(event: Any, now_ms: int, changed: dict[bytes, tuple[Any, dict[str, Any]]]) -> None:
+        """Applies the event to the engine; the entity's new state goes to `changed` (entity key ->
+        (its latest event, state)), written to the table once per batch by write_states."""
         topic = event.message.topic
         try:
             _, record = decode(registry, event.value)
@@ -194,20 +203,30 @@ def build_app(settings: Settings) -> faust.App:
             metrics.EVENTS_FAILED.labels(STAGE, topic, "undecodable").inc()
             log.error("%s[%d]@%d skipped: %s", topic, event.message.partition, event.message.offset, exc)
             return
-        entity = engine.entity_id(topic, record)
-        # Faust writes a table key to the partition of the current event: in a batch, this one.
-        token = _current_event.set(weakref.ref(event))
-        try:
-            stored = entities.get(entity.encode())
+        key = engine.entity_id(topic, record).encode()
+        if key in changed:  # changed earlier in this batch: the table does not hold it yet
+            previous: dict[str, Any] | None = changed[key][1]
+        else:
+            stored = entities.get(key)
             previous = json.loads(stored) if stored else None
-            state = engine.apply(topic, record, previous, now_ms)
-            if state is not None:
-                entities[entity.encode()] = json.dumps(state, separators=(",", ":")).encode()
-            elif previous is not None and previous["v"] == engine.version(topic, record):
-                # Re-read after a crash: the local store had it, the changelog may not; send it again.
-                entities[entity.encode()] = stored
-        finally:
-            _current_event.reset(token)
+        state = engine.apply(topic, record, previous, now_ms)
+        if state is not None:
+            changed[key] = (event, state)
+        elif previous is not None and previous["v"] == engine.version(topic, record):
+            # Re-read after a crash: the local store had it, the changelog may not; send it again.
+            changed[key] = (event, previous)
+
+    def write_states(changed: dict[bytes, tuple[Any, dict[str, Any]]]) -> None:
+        # One table write (and changelog record) per entity per batch, not per event: the batch's
+        # offsets are committed only after all of them are acknowledged, as before.
+        for key, (event, state) in changed.items():
+            # Faust writes a table key to the partition of the current event: the entity's last one
+            # (every event of an entity is on the partition of its key).
+            token = _current_event.set(weakref.ref(event))
+            try:
+                entities[key] = json.dumps(state, separators=(",", ":")).encode()
+            finally:
+                _current_event.reset(token)
 
     @app.timer(interval=DEADLINE_CHECK_SECONDS)
     async def deadlines() -> None:

@@ -7,16 +7,42 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from contract.kpis import OVERDUE, TS_SOURCE, Kpi, measure_fields, text
 from contract.workdays import WIB, WorkCalendar, local_midnight_ms
 
 _UNIT_MS = {"hours": 3_600_000, "days": 86_400_000}
 _CENT = Decimal("0.01")
+T = TypeVar("T")
+
+
+def per_kpi(fn: Callable[[Kpi], T]) -> Callable[[Kpi], T]:
+    """`fn(kpi)` computed once per KPI object: declarations are immutable once loaded, and these
+    derivations ran several times per event. Kpi is not hashable (a dict field), so the cache is
+    keyed by id and keeps the KPI itself, which keeps that id from being reused."""
+    cache: dict[int, tuple[Kpi, T]] = {}
+
+    def cached(kpi: Kpi) -> T:
+        hit = cache.get(id(kpi))
+        if hit is None:
+            hit = cache[id(kpi)] = (kpi, fn(kpi))
+        return hit[1]
+
+    return cached
+
+
+allowed = per_kpi(Kpi.allowed)
+is_money = per_kpi(Kpi.money)
+
+
+@per_kpi
+def _sum_type(kpi: Kpi) -> Any:
+    return next(f["type"] for f in measure_fields(kpi) if f["name"] == "sum")
 
 
 def millis(value: Any) -> int | None:
@@ -107,8 +133,8 @@ class Contribution:
 def contribution(kpi: Kpi, record: dict[str, Any], calendar: WorkCalendar) -> Contribution | None:
     """What the entity in state `record` adds to the KPI; None when it is filtered out or its
     measure cannot be computed yet (e.g. no decision date)."""
-    for name, allowed in kpi.allowed().items():
-        if text(record.get(name)) not in allowed:
+    for name, values in allowed(kpi).items():
+        if text(record.get(name)) not in values:
             return None
     value = measure_value(kpi, record, calendar)
     if value is None:
@@ -136,8 +162,8 @@ class Aggregate:
         kind = kpi.spec.measure.kind
         self.count += sign
         if kind in ("sum", "average"):
-            amount = Decimal(value) if kpi.money() else value
-            self.total = (Decimal(self.total) if kpi.money() else self.total) + sign * amount
+            amount = Decimal(value) if is_money(kpi) else value
+            self.total = (Decimal(self.total) if is_money(kpi) else self.total) + sign * amount
         elif kind == "share_within":
             self.within += sign * int(value)
         elif kind == "percentiles":
@@ -165,7 +191,7 @@ class Aggregate:
             total = self._total(kpi)
             if not self.count:
                 return {"sum": total, "average": None}
-            average = (Decimal(total) / self.count).quantize(_CENT) if kpi.money() else float(total) / self.count
+            average = (Decimal(total) / self.count).quantize(_CENT) if is_money(kpi) else float(total) / self.count
             return {"sum": total, "average": average}
         if m.kind == "percentiles":
             return {f"p{p}": self.percentile(p) for p in m.percentiles}
@@ -174,7 +200,6 @@ class Aggregate:
         return {}
 
     def _total(self, kpi: Kpi) -> Any:
-        if kpi.money():
+        if is_money(kpi):
             return Decimal(self.total).quantize(_CENT)
-        sum_type = next(f["type"] for f in measure_fields(kpi) if f["name"] == "sum")
-        return int(self.total) if sum_type == "long" else float(self.total)
+        return int(self.total) if _sum_type(kpi) == "long" else float(self.total)

@@ -25,11 +25,12 @@ from contract.catalog import Catalog
 from contract.kpis import OVERDUE, Kpi, text
 from contract.positions import version_of
 from contract.workdays import WorkCalendar
-from stream_processors.kpi_measures import Aggregate, Contribution, contribution, millis, window_bounds
+from stream_processors.kpi_measures import Aggregate, Contribution, contribution, millis, per_kpi, window_bounds
 
 AggKey = tuple[str, tuple[str | None, ...], int | None]  # (KPI slot, group values, window start)
 
 
+@per_kpi  # once per KPI: it was redone (dump, JSON, hash) several times per event
 def slot(kpi: Kpi) -> str:
     """The KPI's name in entity states, with a fingerprint of its declaration: after a change of
     declaration, contributions computed under the old one are not mistaken for current ones."""

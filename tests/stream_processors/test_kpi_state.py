@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,7 @@ from backbone.settings import PROJECT_ROOT
 from contract.catalog import load_catalog
 from contract.kpis import load_kpis
 from contract.workdays import load_calendar
-from stream_processors.kpi_state import KpiEngine
+from stream_processors.kpi_state import KpiEngine, slot
 
 CATALOG = load_catalog(PROJECT_ROOT / "catalog", PROJECT_ROOT / "schemas")
 KPIS = load_kpis(PROJECT_ROOT / "kpis", CATALOG)
@@ -134,3 +135,11 @@ def test_a_rebuild_from_the_stored_states_gives_the_same_figures() -> None:
 
 def _without_versions(rows: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     return {k: {f: v for f, v in r.items() if f not in ("version", "updated_at")} for k, r in rows.items()}
+
+
+def test_a_slot_is_computed_once_per_kpi_and_follows_its_declaration() -> None:
+    kpi = next(k for k in KPIS if k.qualified == "licensing.permits_by_status")
+    redeclared = replace(kpi, spec=kpi.spec.model_copy(update={"group_by": ["permit_type"]}))
+    assert slot(kpi) is slot(kpi)  # cached: it was recomputed several times per event
+    assert slot(redeclared).split("@")[0] == slot(kpi).split("@")[0]
+    assert slot(redeclared) != slot(kpi)  # old contributions are not taken for the new declaration
