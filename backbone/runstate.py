@@ -3,7 +3,9 @@ by `backbone sql`, `backbone status` and the demo's progress display in another 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,13 +13,19 @@ STATE_FILE = "stack.json"
 
 
 def write_state(run_dir: Path, **values: object) -> None:
-    """Addresses of the running demo, for `backbone sql` and `backbone status` in another terminal."""
+    """Addresses of the running demo, for `backbone sql` and `backbone status` in another terminal.
+    Many processes register at once: the read-modify-write holds a lock (else one process's
+    update drops another's key), and the file is replaced whole (a reader never sees half of it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / STATE_FILE
-    state = read_state(run_dir)
-    state.update(values)
-    state["updated"] = time.time()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2))
+    with open(run_dir / (STATE_FILE + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = read_state(run_dir)
+        state.update(values)
+        state["updated"] = time.time()
+        partial = path.with_name(f".{STATE_FILE}.{os.getpid()}")
+        partial.write_text(json.dumps(state, indent=2))
+        os.replace(partial, path)
 
 
 def read_state(run_dir: Path) -> dict:
