@@ -19,6 +19,7 @@ shutdown, which waits for connected clients to leave (up to the Child's stop_tim
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pwd
 import secrets
@@ -30,6 +31,8 @@ from pathlib import Path
 from backbone.errors import ConfigError, ServiceUnavailable
 from backbone.net import free_port
 from devstack.procs import Child, wait_started
+
+log = logging.getLogger(__name__)
 
 INSTALL_ROOT = Path("/usr/lib/postgresql")  # Debian's layout: <major>/bin/postgres, <major>/lib/wal2json.so
 SYSTEM_USER = "postgres"
@@ -158,6 +161,11 @@ class LocalPostgres:
         elif not self._reachable_by_postgres(self.folder):
             digest = hashlib.sha256(str(self.folder).encode()).hexdigest()[:16]
             self.base = Path("/tmp") / f"backbone-pg-{digest}"
+            # No marker: the folder is new. Data already there belonged to a folder of the same path
+            # that was deleted (`make clean-data`); its password went with it, so start afresh.
+            if self.base.exists():
+                log.info("removing %s, left behind by a deleted %s", self.base, self.folder)
+                shutil.rmtree(self.base)
             marker.write_text(str(self.base) + "\n")
         self.base.mkdir(parents=True, exist_ok=True)
         for path in (self.base, self.base / "data", self.base / "socket"):
