@@ -277,6 +277,8 @@ def test_the_readme_questions_answer(client, tmp_path):
     settings = read_only_settings(load_settings(run_dir=tmp_path))
     answers = [client.query(sql, settings=settings).result_rows for sql in questions]
     assert answers[0][0][0] == "" and answers[4] == [(REGIONS[KEC_A]["name"], "Paket P1", 50.0, 30.0, 20.0)]
+    # Spending as of the latest month with disbursements, whatever today's date: one month, every office.
+    assert answers[1] and len({(row[0], row[1]) for row in answers[1]}) == 1
 
 
 def test_working_days_in_sql_are_the_calendars(client):
