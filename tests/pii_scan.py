@@ -5,6 +5,7 @@ run folder (logs, checkpoints, state, the store's own files)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +107,13 @@ def scan_store(port: str, values: set[str]) -> list[Hit]:
 
 def scan_files(folder: Path, values: set[str]) -> list[Hit]:
     hits: list[Hit] = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+    # os.walk, not rglob: a running store merges parts and removes their folders while we walk, and
+    # os.walk skips a folder that vanished (rglob raises); the merged rows are in the new part.
+    paths = (Path(root) / name for root, _dirs, names in os.walk(folder) for name in names)
+    for path in sorted(p for p in paths if not p.is_symlink()):
         try:
             content = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             continue  # removed since listed (a store part merged away: its rows are in the new part)
         hits += _hits(values, content, f"file {path.relative_to(folder)}")
     return hits
