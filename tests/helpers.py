@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +17,8 @@ import requests
 from confluent_kafka import Producer
 
 from backbone import kafka
-from backbone.settings import Settings
+from backbone.net import free_port
+from backbone.settings import Settings, load_settings
 from contract.catalog import catalog_for
 from contract.codec import Registry, encode, subject_for
 from contract.rules import PayloadRules
@@ -170,3 +173,36 @@ def settle(
     except AssertionError:
         assert seen.get("value") == expected, what
         raise
+
+
+STAGE_PORTS = ("SINK_METRICS", "PROCESSOR_METRICS", "PRODUCER_METRICS", "KPI_METRICS", "QUERY")
+
+
+def module_settings(stack: Any, run_dir: Path, tag: str, **overrides: object) -> Settings:
+    """Settings of one isolated pipeline for a test module on the shared stack: its own topics and
+    consumer groups (tagged with `tag`, the process and the time, so reruns never share them)."""
+    run = f"{tag}{os.getpid()}-{datetime.now().timestamp():.0f}"
+    values: dict[str, object] = {
+        "run_dir": run_dir,
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "registry_url": stack.registry_url,
+        "topic_prefix": f"{run}.",
+        "processor_app_id": f"test-processor-{run}",
+        "sink_group_id": f"test-sink-{run}",
+        "kpi_app_id": f"test-kpi-{run}",
+        "pii_key": "test-key-not-secret",
+        "query_token": QUERY_TOKEN,
+        "sink_batch_seconds": 0.2,
+    }
+    return load_settings(**{**values, **overrides})
+
+
+def stage_child(settings: Settings, stage: str, log_name: str | None = None) -> Child:
+    """`backbone <stage>` as a child process (not started) with free ports for every endpoint."""
+    return Child(
+        stage,
+        [sys.executable, "-m", "cli", stage],
+        settings.run_dir / "logs" / f"{log_name or stage}.log",
+        env={**settings.as_env(), **{f"BACKBONE_{p}_PORT": str(free_port()) for p in STAGE_PORTS}},
+        stop_timeout=20,
+    )

@@ -11,8 +11,6 @@ shown in UTC; live gauges have None."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,12 +18,11 @@ from decimal import Decimal
 
 import pytest
 
-from backbone.net import free_port
-from backbone.settings import Settings, load_settings
+from backbone.settings import Settings
 from contract.bootstrap import bootstrap
 from devstack.procs import Child
 from devstack.stack import StackAddresses
-from tests.helpers import QUERY_TOKEN, CleanWriter, kpi_figures, settle
+from tests.helpers import CleanWriter, kpi_figures, module_settings, settle, stage_child
 
 WIB = timezone(timedelta(hours=7))
 HASHED = "h" * 32  # what a personal field looks like on a clean topic
@@ -57,31 +54,9 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(stack: StackAddresses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    run = f"{os.getpid()}-{datetime.now().timestamp():.0f}"
-    settings = load_settings(
-        run_dir=tmp_path_factory.mktemp("kpi-budget-health"),
-        kafka_bootstrap=stack.kafka_bootstrap,
-        registry_url=stack.registry_url,
-        topic_prefix=f"kbh{run}.",
-        processor_app_id=f"test-processor-kbh{run}",
-        sink_group_id=f"test-sink-kbh{run}",
-        kpi_app_id=f"test-kpi-kbh{run}",
-        pii_key="test-key-not-secret",
-        query_token=QUERY_TOKEN,
-        sink_batch_seconds=0.2,
-    )
+    settings = module_settings(stack, tmp_path_factory.mktemp("kpi-budget-health"), "kbh")
     bootstrap(settings)
-    ports = ("SINK_METRICS", "PROCESSOR_METRICS", "PRODUCER_METRICS", "KPI_METRICS", "QUERY")
-    children = [
-        Child(
-            stage,
-            [sys.executable, "-m", "cli", stage],
-            settings.run_dir / "logs" / f"{stage}.log",
-            env={**settings.as_env(), **{f"BACKBONE_{p}_PORT": str(free_port()) for p in ports}},
-            stop_timeout=20,
-        ).start()
-        for stage in ("sink", "kpi")
-    ]
+    children = [stage_child(settings, stage).start() for stage in ("sink", "kpi")]
     try:
         yield Pipeline(settings, *children)
     finally:

@@ -12,8 +12,6 @@ starts are the first of a month in WIB, shown in UTC."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,12 +20,11 @@ from decimal import Decimal
 import pytest
 import requests
 
-from backbone.net import free_port
-from backbone.settings import Settings, load_settings
+from backbone.settings import Settings
 from contract.bootstrap import bootstrap
 from devstack.procs import Child
 from devstack.stack import StackAddresses
-from tests.helpers import QUERY_TOKEN, CleanWriter, kpi_figures, kpi_rows, query, settle
+from tests.helpers import CleanWriter, kpi_figures, kpi_rows, module_settings, query, settle, stage_child
 
 WIB = timezone(timedelta(hours=7))
 KAPAS, DANDER, BAURENO = "35.22.14.2011", "35.22.06.2002", "35.22.10.2006"  # a desa in each kecamatan
@@ -55,14 +52,7 @@ class Pipeline:
         for stage in ("sink", "kpi"):
             if stage not in self.children or not self.children[stage].alive():
                 self.started += 1
-                ports = ("SINK_METRICS", "PROCESSOR_METRICS", "PRODUCER_METRICS", "KPI_METRICS", "QUERY")
-                self.children[stage] = Child(
-                    stage,
-                    [sys.executable, "-m", "cli", stage],
-                    self.settings.run_dir / "logs" / f"{stage}-{self.started}.log",
-                    env={**self.settings.as_env(), **{f"BACKBONE_{p}_PORT": str(free_port()) for p in ports}},
-                    stop_timeout=20,
-                ).start()
+                self.children[stage] = stage_child(self.settings, stage, f"{stage}-{self.started}").start()
         return tuple(self.children.values())
 
     @property
@@ -76,19 +66,7 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(stack: StackAddresses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    run = f"{os.getpid()}-{datetime.now().timestamp():.0f}"
-    settings = load_settings(
-        run_dir=tmp_path_factory.mktemp("kpi-domains"),
-        kafka_bootstrap=stack.kafka_bootstrap,
-        registry_url=stack.registry_url,
-        topic_prefix=f"kd{run}.",
-        processor_app_id=f"test-processor-kd{run}",
-        sink_group_id=f"test-sink-kd{run}",
-        kpi_app_id=f"test-kpi-kd{run}",
-        pii_key="test-key-not-secret",
-        query_token=QUERY_TOKEN,
-        sink_batch_seconds=0.2,
-    )
+    settings = module_settings(stack, tmp_path_factory.mktemp("kpi-domains"), "kd")
     bootstrap(settings)
     found = Pipeline(settings)
     found.running()
