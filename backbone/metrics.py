@@ -8,7 +8,7 @@ kept (see `Heartbeat`, `ChildCache`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -145,6 +145,22 @@ def count_by(items: Any, key: Callable[[Any], str]) -> dict[str, int]:
         k = key(item)
         counts[k] = counts.get(k, 0) + 1
     return counts
+
+
+def observe_counted(child: Any, cumulative: Sequence[int], total: float) -> None:
+    """Observations counted elsewhere (by the store, in SQL): `cumulative[i]` values at most the i-th
+    upper bound (+Inf last), summing to `total`. Adds what that many `observe()` calls would, in one
+    call per bucket. prometheus-client keeps per-bucket counts in `_buckets` and the sum in `_sum`
+    (the version is pinned; tests/backbone/test_metrics.py compares this with `observe()`)."""
+    bounds = child._upper_bounds
+    if len(cumulative) != len(bounds):
+        raise ValueError(f"{len(cumulative)} counts for {len(bounds)} buckets")
+    previous = 0
+    for bucket, count in zip(child._buckets, cumulative, strict=True):
+        if count > previous:
+            bucket.inc(count - previous)
+        previous = count
+    child._sum.inc(total)
 
 
 def serve_metrics(host: str, port: int) -> int:

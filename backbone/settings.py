@@ -93,7 +93,12 @@ class Settings(BaseSettings):
 
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
+    # Once caught up, a partial batch is written after this long without a full read (sink._poll_batch).
+    sink_linger_seconds: float = Field(default=0.1, gt=0)
     sink_group_id: str = "backbone-sink"
+    # The engine decodes the clean topics' Avro itself (FORMAT AvroConfluent, sinks/avro_ingest.py);
+    # off: every event is decoded in Python (the path the fast one falls back on).
+    sink_engine_decodes: bool = True
     # How long the sink compares a census that differs from the store again before it reports the
     # difference (in-flight changes are not differences): sinks/reconciliation.py.
     reconcile_grace_seconds: float = Field(default=60.0, gt=0)

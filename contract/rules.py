@@ -83,7 +83,11 @@ CLEAN_META_FIELDS: list[dict[str, Any]] = [
     {"name": "ts_emitted", "type": _TS_MILLIS},
     {"name": "ts_processed", "type": _TS_MILLIS},
     {"name": "payload_version", "type": "int"},
+    # The entity's version in source order (contract/positions.py), computed once by the processor
+    # for the state tables and the KPI worker; nullable so that the clean schemas evolve compatibly.
+    {"name": "source_version", "type": ["null", "string"], "default": None},
 ]
+SOURCE_VERSION = "source_version"
 # The rules of severity `flag` a record failed (rule ids "<field>:<kind>"): the last clean field.
 DQ_FLAGS = "dq_flags"
 DQ_FLAGS_FIELD: dict[str, Any] = {

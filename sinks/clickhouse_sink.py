@@ -30,6 +30,7 @@ from contract.rules import DQ_FLAGS
 from contract.topics import CENSUS, DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from contract.workdays import load_calendar
 from sinks import ddl, dimensions, migrations
+from sinks.avro_ingest import AvroIngest
 from sinks.kpi_tables import KpiTables
 from sinks.reconciliation import Reconciler
 from sinks.source_activity import SourceActivity
@@ -71,6 +72,9 @@ class Sink:
         self.catalog = catalog or catalog_for(settings)
         self.registry = Registry.for_settings(settings)
         self.writer = TableWriter(self.client, settings.dead_letter_retention_days)
+        # The engine decodes the clean topics itself, unless the registry needs a password or private CA.
+        plain_registry = not settings.registry_password.get_secret_value() and settings.registry_ca_file is None
+        self.fast = AvroIngest(self.client, settings.registry_url, settings.sink_engine_decodes and plain_registry)
         # Every table and view exists before the first event (the same migrations as `backbone init`).
         holidays = load_calendar(settings.holidays_csv).days_off
         migrations.migrate(self.client, self.catalog, settings.dead_letter_retention_days, holidays, settings.kpi_dir)
@@ -108,13 +112,21 @@ class Sink:
 
     # -- one batch -------------------------------------------------------------------------------
     def _poll_batch(self) -> list[Message]:
+        """Up to sink_batch_size messages within sink_batch_seconds. The window adapts to the load: a
+        backlog fills whole batches at once; once caught up (a read returns fewer messages than asked
+        for within the linger) the batch is written at once instead of waiting out the window."""
         batch: list[Message] = []
+        size, linger = self.settings.sink_batch_size, self.settings.sink_linger_seconds
         deadline = time.monotonic() + self.settings.sink_batch_seconds
-        while len(batch) < self.settings.sink_batch_size and not self.stopping.is_set():
+        while len(batch) < size and not self.stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            for msg in self.consumer.consume(self.settings.sink_batch_size - len(batch), timeout=remaining):
+            wanted = size - len(batch)
+            # consume() returns when it has `wanted` messages or at the timeout: never wait longer
+            # than the linger, or a partial batch would sit out the whole window.
+            messages = self.consumer.consume(wanted, timeout=min(remaining, linger))
+            for msg in messages:
                 err = msg.error()
                 if err is None:
                     batch.append(msg)
@@ -123,13 +135,15 @@ class Sink:
                         raise ServiceUnavailable(f"Kafka consumer failed: {err.str()}")
                     metrics.RETRIES.labels(STAGE, "consume").inc()
                     log.warning("consumer error: %s", err.str())
+            if batch and len(messages) < wanted:  # caught up: write what there is
+                break
         return batch
 
     def write_batch(self, batch: list[Message]) -> int:
         """Insert a batch (one insert per table), dead-lettering what cannot be decoded or stored:
         one bad message never stops the sink, and its batch neighbours are stored."""
         now = datetime.now(UTC)
-        tables: dict[str, tuple[list[str], list[list[Any]], list[Message]]] = {}
+        entities: dict[tuple[str, int], list[Message]] = {}  # (clean topic, schema id) -> its messages
         dead_rows: list[list[Any]] = []
         dead_messages: list[Message] = []
         dead_letters_out: list[Output] = []
@@ -138,6 +152,14 @@ class Sink:
             metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
         for msg in batch:
             topic = msg.topic()
+            if topic in self.tables:  # most messages: grouped for one write per entity and schema
+                try:
+                    schema_id = schema_id_of(msg.value())
+                except UndecodableMessage as exc:
+                    dead_letters_out.append(self._dead_letter(msg, f"undecodable: {exc}", "undecodable"))
+                    continue
+                entities.setdefault((topic, schema_id), []).append(msg)
+                continue
             if topic in self.dlq_topics:
                 dead_rows.append(self._dead_letter_row(msg, now))
                 dead_messages.append(msg)
@@ -157,38 +179,8 @@ class Sink:
                     continue
                 reference_rows.setdefault(table, ([], []))[0].append(row)
                 reference_rows[table][1].append(msg)
-                continue
-            try:
-                schema_id = schema_id_of(msg.value())
-                clean_schema, _ = self.registry.schema_by_id(schema_id)
-                _, record = decode(self.registry, msg.value())
-            except UndecodableMessage as exc:
-                dead_letters_out.append(self._dead_letter(msg, f"undecodable: {exc}", "undecodable"))
-                continue
-            table = self.tables[topic]
-            layout = self.writer.layout(table, schema_id, clean_schema, self.docs.get(topic, ""))
-            names, columns, messages = tables.setdefault(table, (layout.names, [[] for _ in layout.names], []))
-            if names != layout.names:  # the batch spans a schema change: flush what we have first
-                dead_letters_out += self._insert(table, names, columns, messages, now)
-                names, columns, messages = layout.names, [[] for _ in layout.names], []
-                tables[table] = (names, columns, messages)
-            problem = layout.row_problem(record)
-            if problem:  # e.g. a decimal wider than its column: never rounded, never stops the batch
-                dead_letters_out.append(self._dead_letter(msg, f"unstorable: {problem}", "unstorable"))
-                continue
-            if record.get(DQ_FLAGS) is None:  # a record of a clean schema from before dq_flags
-                record[DQ_FLAGS] = []
-            record["_topic"], record["_partition"], record["_offset"], record["ts_stored"] = (
-                topic,
-                msg.partition(),
-                msg.offset(),
-                now,
-            )
-            for name, column in zip(names, columns, strict=True):
-                column.append(record.get(name))
-            messages.append(msg)
-        for table, (names, columns, messages) in tables.items():
-            dead_letters_out += self._insert(table, names, columns, messages, now)
+        for (topic, schema_id), messages in entities.items():
+            dead_letters_out += self._write_entity(topic, schema_id, messages, now)
         dead_letters_out += self.kpi_tables.flush(self._dead_letter)
         for table, (rows, messages) in reference_rows.items():
             columns = [list(column) for column in zip(*rows, strict=True)]
@@ -203,6 +195,46 @@ class Sink:
         if dead_letters_out and self.dlq.flush(30):
             raise ServiceUnavailable("dead letters not acknowledged by Kafka")
         return len(batch)
+
+    def _write_entity(self, topic: str, schema_id: int, messages: list[Message], now: datetime) -> list[Output]:
+        """One entity's messages of one clean schema: decoded by the engine (sinks/avro_ingest.py), or
+        here when the engine cannot take them exactly; the dead letters of what cannot be stored."""
+        table = self.tables[topic]
+        try:
+            clean_schema, _ = self.registry.schema_by_id(schema_id)
+        except UndecodableMessage as exc:
+            return [self._dead_letter(msg, f"undecodable: {exc}", "undecodable") for msg in messages]
+        layout = self.writer.layout(table, schema_id, clean_schema, self.docs.get(topic, ""))
+        if table in self.kinds and self.fast.serves(table, layout, clean_schema):
+            stored = self.fast.write(table, schema_id, layout, messages, now)
+            if stored is not None:
+                metrics.observe_counted(metrics.FRESHNESS.labels(table), stored.fresh_within, stored.fresh_seconds)
+                self._stored(table, topic, stored.fresh_within[-1], [stored.newest_emitted])
+                return []
+        out: list[Output] = []
+        names, columns, kept = layout.names, [[] for _ in layout.names], []
+        for msg in messages:
+            try:
+                _, record = decode(self.registry, msg.value())
+            except UndecodableMessage as exc:
+                out.append(self._dead_letter(msg, f"undecodable: {exc}", "undecodable"))
+                continue
+            problem = layout.row_problem(record)
+            if problem:  # e.g. a decimal wider than its column: never rounded, never stops the batch
+                out.append(self._dead_letter(msg, f"unstorable: {problem}", "unstorable"))
+                continue
+            if record.get(DQ_FLAGS) is None:  # a record of a clean schema from before dq_flags
+                record[DQ_FLAGS] = []
+            record["_topic"], record["_partition"], record["_offset"], record["ts_stored"] = (
+                topic,
+                msg.partition(),
+                msg.offset(),
+                now,
+            )
+            for name, column in zip(names, columns, strict=True):
+                column.append(record.get(name))
+            kept.append(msg)
+        return out + self._insert(table, names, columns, kept, now)
 
     def _dead_letter(self, msg: Message, reason: str, kind: str) -> Output:
         metrics.EVENTS_FAILED.labels(STAGE, msg.topic(), kind).inc()
@@ -247,7 +279,13 @@ class Sink:
             return []
         problem = self._store(table, names, columns)
         if problem is None:
-            self._stored(table, names, columns, now)
+            if table in self.kinds:  # entities (not dead letters or reference data)
+                freshness, now_s = metrics.FRESHNESS.labels(table), now.timestamp()
+                for ts in columns[names.index("ts_source")]:
+                    freshness.observe(max(0.0, now_s - ts.timestamp()))
+                self._stored(
+                    table, columns[names.index("_topic")][0], len(columns[0]), columns[names.index("ts_emitted")]
+                )
             return []
         reason = f"unstorable: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__}"
         if len(messages) == 1:
@@ -284,18 +322,11 @@ class Sink:
             raise ServiceUnavailable(f"insert into {table} failed 6 times: {str(exc).splitlines()[0]}") from None
         return problem
 
-    def _stored(self, table: str, names: list[str], columns: list[list[Any]], now: datetime) -> None:
-        if table not in self.kinds:  # dead letters, reference data
-            return
-        ts_index = names.index("ts_source")
-        freshness = metrics.FRESHNESS.labels(table)
-        now_s = now.timestamp()
-        for ts in columns[ts_index]:
-            freshness.observe(max(0.0, now_s - ts.timestamp()))
-        topic = columns[names.index("_topic")][0]
-        metrics.EVENTS_OUT.labels(STAGE, topic).inc(len(columns[0]))
-        self.activity.stored(table, columns[names.index("ts_emitted")])
-        self.stored += len(columns[0])
+    def _stored(self, table: str, topic: str, rows: int, emitted: list[datetime]) -> None:
+        """Counters of stored entity rows, and the system's last change (silent sources)."""
+        metrics.EVENTS_OUT.labels(STAGE, topic).inc(rows)
+        self.activity.stored(table, emitted)
+        self.stored += rows
 
     def commit(self, batch: list[Message]) -> None:
         offsets: dict[tuple[str, int], int] = {}

@@ -9,8 +9,8 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from contract.positions import version_of
-from contract.rules import DQ_FLAGS, RegionField
+from contract.positions import MAX_VERSION, version_of
+from contract.rules import DQ_FLAGS, SOURCE_VERSION, RegionField
 
 # Columns the sink adds to every row: where it came from in Kafka, and when it was stored.
 INGEST_COLUMNS = [
@@ -37,6 +37,7 @@ STANDARD_DOCS = {
     "ts_emitted": "When the adapter emitted the change (UTC).",
     "ts_processed": "When the processor validated the change (UTC).",
     "payload_version": "Version of the entity's payload schema.",
+    "source_version": "Version of the entity in source order, from source_position (the state keeps the highest).",
     "_topic": "Kafka topic the row was read from.",
     "_partition": "Kafka partition the row was read from.",
     "_offset": "Kafka offset the row was read from.",
@@ -328,7 +329,18 @@ _MS = timedelta(milliseconds=1)
 def version_column(kind: str, names: list[str], columns: list[list[Any]]) -> list[int]:
     """The state table's version of each row (columns as inserted; see contract/positions.py)."""
     positions, times, ops = (columns[names.index(n)] for n in ("source_position", "ts_source", "op"))
-    return [version_of(kind, position, _millis(ts), op) for position, ts, op in zip(positions, times, ops, strict=True)]
+    given = columns[names.index(SOURCE_VERSION)] if SOURCE_VERSION in names else [None] * len(positions)
+    return [
+        int(version) if _given(version) else version_of(kind, position, _millis(ts), op)
+        for version, position, ts, op in zip(given, positions, times, ops, strict=True)
+    ]
+
+
+def _given(version: str | None) -> bool:
+    """A usable version from the processor (records from before it wrote them have none)."""
+    if not version or len(version) > 39 or not (version.isascii() and version.isdigit()):
+        return False
+    return int(version) <= MAX_VERSION
 
 
 def _millis(ts: datetime) -> int:

@@ -40,6 +40,7 @@ from contract.deadletter import Output, RawEvent, dead_letter
 from contract.field_rules import REJECT
 from contract.rules import (
     DQ_FLAGS,
+    SOURCE_VERSION,
     PayloadRules,
     Rejected,
     check_message_key,
@@ -234,9 +235,10 @@ class Cleaner(Planner):
                 plan = self.plan_for(event.topic, schema_id_of(event.value))
                 _, record = decode(self.registry, event.value)
                 lifecycle = self.lifecycle if plan.rules.transitions else None
-                version = change_version(plan.adapter_kind, record) if lifecycle is not None else 0
+                version = change_version(plan.adapter_kind, record)
                 prior = lifecycle.prior(event, version) if lifecycle is not None else None
                 clean = clean_event(record, plan.rules, self.regions, plan.secret, plan.entity.key, now, prior)
+                clean[SOURCE_VERSION] = str(version)
                 check_message_key(clean, event.key, plan.rules, plan.secret, plan.entity.key)
                 held = _Held(plan, record, clean, version, lifecycle, list(clean[DQ_FLAGS]))
             plan, clean = held.plan, held.clean

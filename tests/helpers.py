@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -36,8 +37,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def wait_for(
     condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25, alive: tuple[Child, ...] = ()
 ) -> object:
-    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds, or at once when
-    one of the `alive` processes has exited."""
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds (showing the end of
+    each `alive` process's log), or at once when one of them has exited."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -48,7 +49,8 @@ def wait_for(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+    tails = "".join(f"\n--- {child.name}:\n{child.log_tail(15)}" for child in alive)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r}){tails}")
 
 
 def query(port: str, sql: str) -> str:
@@ -206,3 +208,12 @@ def stage_child(settings: Settings, stage: str, log_name: str | None = None) -> 
         env={**settings.as_env(), **{f"BACKBONE_{p}_PORT": str(free_port()) for p in STAGE_PORTS}},
         stop_timeout=20,
     )
+
+
+class LiveRegistry(Registry):
+    """The real registry with the fake's `add`: each distinct schema under its own subject (no
+    compatibility between them), so tests can mix schemas freely."""
+
+    def add(self, schema: dict[str, Any]) -> int:
+        digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
+        return self.register(f"test-{os.getpid()}-{digest}", schema, compatibility="NONE")

@@ -1,6 +1,7 @@
 """The sink's batches on the embedded engine (chDB): one bad message never stops it. Backfills
 spanning many monthly partitions, decimals that do not fit their column, malformed dead-letter
-headers; the dead_letters retention and masked view; the store folder's mode."""
+headers; the dead_letters retention and masked view; the store folder's mode. The batch tests run
+twice: decoded in Python, and decoded by the engine (FORMAT AvroConfluent, the real registry)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from backbone.settings import PROJECT_ROOT, load_settings
 from contract.catalog import Catalog
 from contract.codec import encode
 from contract.deadletter import dead_letter_headers, header
-from contract.rules import event_id
+from contract.positions import version_of
+from contract.rules import SOURCE_VERSION, event_id
 from sinks import ddl
+from sinks.avro_ingest import AvroIngest
 from sinks.clickhouse_sink import Sink
 from sinks.kpi_tables import KpiTables
 from sinks.reconciliation import Reconciler
@@ -27,6 +30,7 @@ from sinks.source_activity import SourceActivity
 from sinks.store import connect
 from sinks.table_writer import TableWriter
 from tests.fakes import FakeRegistry
+from tests.helpers import LiveRegistry
 from tests.sinks.test_ddl import CLEAN, T0, TABLE, record
 
 CLEAN_TOPIC = "clean.licensing.permit_application"
@@ -36,14 +40,17 @@ REGIONS_CSV = PROJECT_ROOT / "data" / "bojonegoro_regions.csv"
 
 
 class FakeMessage:
-    def __init__(self, topic: str, offset: int, value: bytes, key: bytes | None = b"k", headers=None) -> None:
+    def __init__(
+        self, topic: str, offset: int, value: bytes, key: bytes | None = b"k", headers=None, partition: int = 0
+    ) -> None:
         self._topic, self._offset, self._value, self._key, self._headers = topic, offset, value, key, headers
+        self._partition = partition
 
     def topic(self) -> str:
         return self._topic
 
     def partition(self) -> int:
-        return 0
+        return self._partition
 
     def offset(self) -> int:
         return self._offset
@@ -79,11 +86,20 @@ def client(tmp_path):
     c.close()
 
 
-@pytest.fixture
-def sink(client):
-    """The sink's batch logic on chDB, without Kafka: messages in, a fake producer for its dead letters."""
+@pytest.fixture(params=["python", "engine"])
+def sink(request, client):
+    """The sink's batch logic on chDB, without Kafka: messages in, a fake producer for its dead letters.
+    `python`: every record decoded in Python; `engine`: the engine decodes the bytes with the schemas
+    of the real registry, the way the running sink stores what it can."""
+    if request.param == "engine":
+        registry_url = request.getfixturevalue("stack").registry_url
+        return batch_sink(client, LiveRegistry(registry_url), AvroIngest(client, registry_url))
+    return batch_sink(client, FakeRegistry(), AvroIngest(client, "", enabled=False))
+
+
+def batch_sink(client: Any, registry: Any, fast: AvroIngest) -> Sink:
     s = Sink.__new__(Sink)
-    s.client, s.writer, s.registry = client, TableWriter(client, 28), FakeRegistry()
+    s.client, s.writer, s.registry, s.fast = client, TableWriter(client, 28), registry, fast
     s.dlq_topics, s.tables = DLQ_TOPICS, {CLEAN_TOPIC: TABLE}
     s.kinds, s.docs, s.reference = {TABLE: "simulator"}, {}, {"ref.regions": "ref_regions"}
     s.kpi_tables = KpiTables.__new__(KpiTables)  # no KPI topics in these batches
@@ -105,9 +121,17 @@ def wider_fee(precision: int = 30) -> dict[str, Any]:
     return schema
 
 
-def clean_message(sink: Sink, offset: int, rec: dict[str, Any], schema: dict[str, Any] = CLEAN) -> FakeMessage:
+def clean_message(
+    sink: Sink, offset: int, rec: dict[str, Any], schema: dict[str, Any] = CLEAN, partition: int = 0
+) -> FakeMessage:
+    """The record as the processor writes it, with the version it computes from the source position."""
+    if SOURCE_VERSION in {f["name"] for f in schema["fields"]} and rec.get(SOURCE_VERSION) is None:
+        millis = int(rec["ts_source"].timestamp() * 1000)
+        kind = sink.kinds.get(TABLE, "simulator")
+        rec = {**rec, SOURCE_VERSION: str(version_of(kind, rec["source_position"], millis, rec["op"]))}
     schema_id = sink.registry.add(schema)
-    return FakeMessage(CLEAN_TOPIC, offset, encode(schema_id, sink.registry.schema_by_id(schema_id)[1], rec))
+    value = encode(schema_id, sink.registry.schema_by_id(schema_id)[1], rec)
+    return FakeMessage(CLEAN_TOPIC, offset, value, partition=partition)
 
 
 def test_a_batch_spanning_240_months_is_stored(sink, client):
