@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from bench.stages import (
     FAILED,
     OUT,
     Counts,
+    KafkaProgress,
     Profiler,
     Throughput,
     counter,
@@ -54,6 +54,7 @@ from bench.stages import (
 )
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
+from contract.topics import DLQ_PROCESSOR, named
 from devstack.procs import Child
 from devstack.stack import LocalStack
 from simulators.simulate import run_simulator, run_simulators
@@ -209,18 +210,28 @@ def run_phases(
     try:
         console.log("processor: draining the backlog")
         url = metrics_url(settings, "processor")
+        clean_topic = ceilings.licensing(settings).clean_topic
         profiler = Profiler(profile)  # attached once the processor is under load, stopped when it is drained
+        # Progress from Kafka (clean records and dead letters written), not by scraping the processor.
+        written = KafkaProgress(settings, [clean_topic, named(settings, DLQ_PROCESSOR)])
         try:
-            processed = drain(settings, "processor", children, n, partial(counter, url, "processor", (OUT, FAILED)),
+            processed = drain(settings, "processor", children, n, written,
                               lambda value, _started: value >= n, timeout, args.stall,  # dead letters count
                               on_first=profiler.attach)
         finally:
             profiled = profiler.stop()
+            written.close()
         failed = counter(url, "processor", (FAILED,))
 
         console.log("sink: draining the backlog")
-        sunk = drain(settings, "sink", children, n, partial(counter, metrics_url(settings, "sink"), "sink", (OUT,)),
-                     lambda _value, _started: stored(settings) >= n, timeout, args.stall)
+        # Progress from the sink group's commits (made once a batch is stored), not from store queries.
+        clean_events = int(KafkaProgress(settings, [clean_topic])())
+        committed = KafkaProgress(settings, [clean_topic], group=settings.sink_group_id)
+        try:
+            sunk = drain(settings, "sink", children, clean_events, committed,
+                         lambda value, _started: value >= clean_events, timeout, args.stall)
+        finally:
+            committed.close()
         rows = stored(settings)
 
         fresh_count = max(1, min(int(args.rate * args.fresh_seconds), 100_000))
