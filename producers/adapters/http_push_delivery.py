@@ -14,7 +14,6 @@ from confluent_kafka import KafkaError, KafkaException
 from backbone import metrics
 from backbone.kafka import produce
 from contract.catalog import Entity
-from contract.codec import encode
 from producers.adapters.http_push_changes import HttpError
 from producers.emitter import MAX_MESSAGE_BYTES, Change, ChangeEmitter, TooLarge, check_size, is_too_large
 
@@ -54,7 +53,7 @@ class Deliveries:
         for index, change in enumerate(changes):
             try:
                 key = change.key.encode()
-                value = encode(emitter.schema_id, emitter.parsed, emitter.envelope(change))
+                value = emitter.encoded(change)
                 check_size(key, value)
             except TooLarge as exc:
                 status = 413

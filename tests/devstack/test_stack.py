@@ -28,10 +28,13 @@ def test_the_broker_exports_the_metrics_the_alert_rules_use(local_stack):
     names: set[str] = set()
     alarming: dict[str, float] = {}
 
+    timeouts = [0]
+
     def scraped() -> bool:
         try:  # the exporter's first scrapes walk every MBean: slow on a loaded machine, asked again
             text = requests.get(url, timeout=30).text
         except requests.Timeout:
+            timeouts[0] += 1
             return False
         names.update(exported_names(text))
         # A healthy single broker: nothing offline, nothing under-replicated (once it has settled).
@@ -49,4 +52,9 @@ def test_the_broker_exports_the_metrics_the_alert_rules_use(local_stack):
         )
         return used <= names and not alarming
 
-    wait_for(scraped, 120, f"the broker's exporter to serve {sorted(used)}, all at 0", interval=1)
+    try:
+        wait_for(scraped, 120, f"the broker's exporter to serve {sorted(used)}, all at 0", interval=1)
+    except AssertionError as exc:
+        missing = sorted(used - names)
+        slow = f"{timeouts[0]} scrapes over 30 s"
+        raise AssertionError(f"{exc}; missing {missing}, non-zero {alarming}, {slow}") from None

@@ -430,15 +430,15 @@ def push_adapter() -> Any:
     from contract.subjects import entity_value_schema
     from producers.adapters.http_push import HttpPushAdapter
     from producers.adapters.http_push_delivery import Deliveries
-    from producers.emitter import envelope_for, payload_identity
+    from producers.emitter import ChangeEmitter, payload_branch, payload_identity
 
-    emitter = SimpleNamespace(
-        schema_id=1,
-        parsed=fastavro.parse_schema(entity_value_schema(ENTITY, load_settings())),
-        envelope=lambda c: envelope_for(ENTITY, c, "push", None, payload_identity(ENTITY)),
-        producer=_InstantProducer(),
-        _on_delivery=lambda err, msg: None,
-    )
+    # The real emitter's encoding, with a producer that acknowledges at once instead of Kafka.
+    emitter = ChangeEmitter.__new__(ChangeEmitter)
+    emitter.entity, emitter.database, emitter.schema_id = ENTITY, "push", 1
+    emitter.parsed = fastavro.parse_schema(entity_value_schema(ENTITY, load_settings()))
+    emitter.branch, emitter.identity = payload_branch(emitter.parsed), payload_identity(ENTITY)
+    emitter.producer = _InstantProducer()
+    emitter._on_delivery = lambda err, msg: None
     adapter = HttpPushAdapter.__new__(HttpPushAdapter)
     adapter.system = SimpleNamespace(system="push-test")
     adapter.entities = {ENTITY.name: ENTITY}
