@@ -22,11 +22,13 @@ PROCESSING_LATENCY = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# Also the bounds the sink counts freshness against in SQL (sinks/avro_ingest.py).
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 FRESHNESS = Histogram(
     "backbone_freshness_seconds",
     "End to end: from the change in the source system to the row stored in ClickHouse",
     ["table"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+    buckets=FRESHNESS_BUCKETS,
 )
 SINK_BATCH_SIZE = Histogram(
     "backbone_sink_batch_rows",

@@ -5,6 +5,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,18 @@ import yaml
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
+from devstack.stack import LocalStack, StackAddresses
 from producers.service import build_adapter
+
+
+@contextmanager
+def local_stack(work: Path) -> Iterator[StackAddresses]:
+    """Kafka and the registry in `work`/stack for one bench run, stopped however the run ends."""
+    stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
 
 
 def save_results(name: str, results: dict) -> None:

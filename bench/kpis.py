@@ -31,7 +31,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
@@ -39,14 +38,12 @@ from rich.table import Table
 from backbone import kafka
 from backbone.net import free_port
 from backbone.settings import Settings, load_settings
-from bench import save_results
+from bench import local_stack, save_results
+from bench.clean_records import CleanEncoder
 from bench.stages import measure, query, start_child, stored, wait_for
 from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
-from contract.codec import Registry, encode, subject_for
-from contract.rules import PayloadRules
 from devstack.procs import Child
-from devstack.stack import LocalStack
 
 console = Console(width=None if sys.stdout.isatty() else 140)  # no wrapping in logs and pipes
 DEMO_RATE = 20.0  # changes/s of one simulated office in `backbone demo` (its --rate default)
@@ -60,12 +57,8 @@ class PermitWriter:
     """Clean permit changes, encoded with the registered clean schema and produced by key."""
 
     def __init__(self, settings: Settings, entity: Entity) -> None:
-        schema = PayloadRules.from_schema(entity.payload_schema()).clean_schema()
-        self.fields = [f["name"] for f in schema["fields"]]
-        self.entity = entity
+        self.clean = CleanEncoder(settings, entity)
         self.topic = entity.clean_topic
-        self.schema_id = Registry.for_settings(settings).register(subject_for(entity.clean_topic), schema)
-        self.parsed = fastavro.parse_schema(schema)
         self.producer = Producer(kafka.client_config(settings, **{"linger.ms": 5}))
         self.seq = 0  # source position: increasing, so each permit's versions are in source order
         self.rnd = random.Random(1)
@@ -77,28 +70,17 @@ class PermitWriter:
         now = datetime.now(UTC)
         submitted = self.month + timedelta(hours=zlib.crc32(key.encode()) % 200)
         decided = status in ("APPROVED", "REJECTED")
-        record: dict[str, Any] = dict.fromkeys(self.fields)
-        record.update(
-            dq_flags=[],
-            event_id=f"{key}-{self.seq}",
-            op="c" if status == "SUBMITTED" else "u",
-            entity_key=key,
-            is_deleted=False,
-            source_system=self.entity.system,
-            source_department=self.entity.department,
-            source_entity=self.entity.name,
-            source_position=f"{self.seq:012d}",
-            ts_source=now,
-            ts_emitted=now,
-            ts_processed=now,
-            payload_version=1,
+        value = self.clean.encode(
+            key,
+            "c" if status == "SUBMITTED" else "u",
+            self.seq,
+            now,
             application_id=key,
             permit_type=kind,
             status=status,
             applicant_nik="h" * 32,
             applicant_name="h" * 32,
             applicant_address="h" * 32,
-            village_code="35.22.01.2001",
             kecamatan_name=kecamatan,
             investment_value=Decimal("0.00"),
             fee=Decimal("150000.00") if status == "APPROVED" else Decimal("0.00"),
@@ -107,7 +89,6 @@ class PermitWriter:
             decided_at=submitted + timedelta(days=self.rnd.randint(1, 12)) if decided else None,
             updated_at=now,
         )
-        value = encode(self.schema_id, self.parsed, record)
         while True:
             try:
                 self.producer.produce(self.topic, value, key.encode())
@@ -312,13 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-kpis-") as tmp:
         work = Path(tmp)
-        stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
-        try:
-            console.log("starting the local stack (Kafka, Apicurio Registry)")
-            addresses = stack.start()
+        console.log("starting the local stack (Kafka, Apicurio Registry)")
+        with local_stack(work) as addresses:
             report = run(args, work, addresses.kafka_bootstrap, addresses.registry_url)
-        finally:
-            stack.stop()
     console.print(render(report))
     save_results("kpis", report)
     return 0

@@ -14,9 +14,8 @@ from rich.console import Console
 
 from backbone.net import free_port
 from backbone.settings import load_settings
-from bench import save_results
+from bench import local_stack, save_results
 from bench.stages import rules_phase
-from devstack.stack import LocalStack
 
 
 def main() -> None:
@@ -27,9 +26,7 @@ def main() -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
         work = Path(tmp)
-        stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
-        try:
-            addresses = stack.start()
+        with local_stack(work) as addresses:
             settings = load_settings(
                 run_dir=work / "rules",
                 kafka_bootstrap=addresses.kafka_bootstrap,
@@ -41,8 +38,6 @@ def main() -> None:
             )
             n = args.per_system * 7
             result = rules_phase(settings, args.per_system, args.bad_ratio, 120 + n / 100, 30.0)
-        finally:
-            stack.stop()
     for label in ("rules_on", "rules_off"):
         r = result[label]
         console.print(

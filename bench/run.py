@@ -32,7 +32,7 @@ from rich.table import Table
 from backbone.errors import UserError
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
-from bench import ceilings, chart
+from bench import ceilings, chart, local_stack
 from bench import portal as portal_bench
 from bench.stages import (
     FAILED,
@@ -56,7 +56,6 @@ from contract.bootstrap import bootstrap
 from contract.catalog import Entity, catalog_for
 from contract.topics import DLQ_PROCESSOR, named
 from devstack.procs import Child
-from devstack.stack import LocalStack
 from simulators.simulate import run_simulator, run_simulators
 
 BAD_RATIO = 0.02  # share of bad events in the all-domains phase (dead-lettered by the processor)
@@ -352,13 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="backbone-bench-") as tmp:
             work = Path(tmp)
-            stack = LocalStack(load_settings(run_dir=work / "stack"), work / "stack")
-            try:
-                console.log("starting the local stack (Kafka, Apicurio Registry)")
-                addresses = stack.start()
+            console.log("starting the local stack (Kafka, Apicurio Registry)")
+            with local_stack(work) as addresses:
                 report = run_phases(args, work, addresses.kafka_bootstrap, addresses.registry_url, profile)
-            finally:
-                stack.stop()
     except (UserError, RuntimeError, TimeoutError) as exc:  # a failed run says why in one message, no traceback
         console.print(f"[bold red]bench failed:[/] {exc}", highlight=False)
         return 1

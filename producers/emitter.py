@@ -162,9 +162,9 @@ class ChangeEmitter:
     def _count_delivered(self) -> None:
         """Failures-only mode: whatever left the queue without a failure was acknowledged."""
         delivered = self.produced - len(self.producer) - len(self.failed)
-        if delivered > self.delivered:
+        if delivered > self.delivered:  # a counter never goes down (a failure reported late lowers the count)
             self._out.inc(delivered - self.delivered)
-            self.delivered = delivered
+        self.delivered = delivered
 
     def envelope(self, change: Change, now: datetime | None = None) -> dict[str, Any]:
         return envelope_for(self.entity, change, self.database, now, self.identity)
@@ -207,7 +207,6 @@ class ChangeEmitter:
         if not self.each_delivery:
             self.producer.poll(0)  # the last failure reports
             self._count_delivered()
-            self.delivered = self.produced - len(self.producer) - len(self.failed)  # exact once flushed
         if len(self.producer) or self.failed:
             raise ServiceUnavailable(
                 f"{len(self.producer)} events to {self.entity.cdc_topic} not acknowledged by Kafka"

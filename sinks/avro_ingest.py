@@ -34,7 +34,7 @@ _GIVE_UP_AFTER = 3
 _TRY_AGAIN_AFTER_SECONDS = 600.0
 _DECIMAL = re.compile(r"^(?:Nullable\()?Decimal\((\d+), (\d+)\)\)?$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BOUNDS = [("inf" if b == float("inf") else repr(b)) for b in metrics.FRESHNESS._upper_bounds]
+_BOUNDS = [*map(repr, metrics.FRESHNESS_BUCKETS), "inf"]  # the histogram's upper bounds, +Inf last
 
 
 def fast_columns(clean_schema: dict[str, Any]) -> bool:
@@ -101,18 +101,25 @@ class AvroIngest:
         self.client = client
         self.enabled = enabled and bool(registry_url)
         self.settings = {"format_avro_schema_registry_url": registry_url, "input_format_avro_allow_missing_fields": 1}
-        self.staged: dict[tuple[str, int], str] = {}
+        self.served: dict[tuple[str, int], bool] = {}  # (table, schema id) -> the engine can take it
+        self.staged: dict[tuple[str, int], tuple[str, list[str]]] = {}  # -> staging table, its columns
         self.failures: dict[str, int] = {}
         self.resting: dict[str, float] = {}  # table -> when to try the fast path again
 
-    def serves(self, table: str, layout: ddl.TableLayout, clean_schema: dict[str, Any]) -> bool:
+    def serves(self, table: str, schema_id: int, layout: ddl.TableLayout, clean_schema: dict[str, Any]) -> bool:
         if not self.enabled or time.monotonic() < self.resting.get(table, 0.0):
             return False
-        if SOURCE_VERSION not in layout.names or not fast_columns(clean_schema):
-            return False
-        # A column an earlier schema made with another type (a narrower decimal, a smaller integer)
-        # is converted and checked value by value in Python.
-        return all(layout.stored.get(n, t) == t and _IDENTIFIER.match(n) for n, t in layout.columns)
+        served = self.served.get((table, schema_id))
+        if served is None:
+            # A column an earlier schema made with another type (a narrower decimal, a smaller
+            # integer) is converted and checked value by value in Python.
+            served = (
+                SOURCE_VERSION in layout.names
+                and fast_columns(clean_schema)
+                and all(layout.stored.get(n, t) == t and _IDENTIFIER.match(n) for n, t in layout.columns)
+            )
+            self.served[(table, schema_id)] = served
+        return served
 
     def write(
         self, table: str, schema_id: int, layout: ddl.TableLayout, messages: list[Any], now: datetime
@@ -146,17 +153,18 @@ class AvroIngest:
         self, table: str, schema_id: int, layout: ddl.TableLayout, messages: list[Any], now: datetime
     ) -> tuple[str, Stored] | None:
         """The messages in the staging table, checked; None when a row needs the Python path."""
-        staging = self.staged.get((table, schema_id))
-        payload = [(n, t) for n, t in layout.columns if n not in dict(ddl.INGEST_COLUMNS)]
-        if staging is None:
+        if (table, schema_id) not in self.staged:
+            ingest = dict(ddl.INGEST_COLUMNS)
+            payload = [(n, t) for n, t in layout.columns if n not in ingest]
             staging = f"_ingest_{table}_{schema_id}"
             columns = ", ".join(f"`{n}` {t}" for n, t in payload)
             self.client.command(f"CREATE TEMPORARY TABLE IF NOT EXISTS `{staging}` ({columns}) ENGINE = Memory")
-            self.staged[(table, schema_id)] = staging
+            self.staged[(table, schema_id)] = (staging, [n for n, _ in payload])
+        staging, names = self.staged[(table, schema_id)]
         self.client.command(f"TRUNCATE TABLE `{staging}`")
         self.client.raw_insert(
             staging,
-            [n for n, _ in payload],
+            names,
             insert_block=b"".join(m.value() for m in messages),
             fmt="AvroConfluent",
             settings=self.settings,

@@ -20,17 +20,18 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from backbone import kafka, metrics
 from backbone.errors import ServiceUnavailable
 from backbone.retry import retrying
-from backbone.sealing import MAGIC, Sealer
+from backbone.sealing import Sealer
 from backbone.settings import Settings
 from contract.bootstrap import preflight
 from contract.catalog import Catalog, catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, schema_id_of
-from contract.deadletter import RULE_HEADER, Output, RawEvent, dead_letter, header
+from contract.deadletter import Output, RawEvent, dead_letter
 from contract.rules import DQ_FLAGS
 from contract.topics import CENSUS, DLQ_ADAPTER, DLQ_PROCESSOR, DLQ_SINK, named
 from contract.workdays import load_calendar
 from sinks import ddl, dimensions, migrations
 from sinks.avro_ingest import AvroIngest
+from sinks.dead_letter_rows import dead_letter_row
 from sinks.kpi_tables import KpiTables
 from sinks.reconciliation import Reconciler
 from sinks.source_activity import SourceActivity
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 # What the client raises when it cannot turn a value into its column's type: the same on every
 # attempt, so not retried; the rows that cause it are found and dead-lettered instead.
 _VALUE_ERRORS = (DataError, ValueError, TypeError, ArithmeticError)
-# DateTime64's range: a header outside it is replaced by the time of storing.
-_TS_MIN, _TS_MAX = datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, tzinfo=UTC)
 
 
 class Sink:
@@ -161,7 +160,7 @@ class Sink:
                 entities.setdefault((topic, schema_id), []).append(msg)
                 continue
             if topic in self.dlq_topics:
-                dead_rows.append(self._dead_letter_row(msg, now))
+                dead_rows.append(dead_letter_row(msg, now, self.sealer))
                 dead_messages.append(msg)
                 continue
             if self.kpi_tables.take(msg) or self.reconciler.take(msg):
@@ -205,7 +204,7 @@ class Sink:
         except UndecodableMessage as exc:
             return [self._dead_letter(msg, f"undecodable: {exc}", "undecodable") for msg in messages]
         layout = self.writer.layout(table, schema_id, clean_schema, self.docs.get(topic, ""))
-        if table in self.kinds and self.fast.serves(table, layout, clean_schema):
+        if table in self.kinds and self.fast.serves(table, schema_id, layout, clean_schema):
             stored = self.fast.write(table, schema_id, layout, messages, now)
             if stored is not None:
                 metrics.observe_counted(metrics.FRESHNESS.labels(table), stored.fresh_within, stored.fresh_seconds)
@@ -241,34 +240,6 @@ class Sink:
         log.info("dead letter from %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
         raw = RawEvent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
         return dead_letter(raw, reason, STAGE, self.dlq_topics[1], self.sealer, f"record:{kind}")
-
-    def _dead_letter_row(self, msg: Message, now: datetime) -> list[Any]:
-        """A dlq.* message as a dead_letters row. Headers come from other processes: a malformed
-        one must not stop the sink, so every value is made to fit its column."""
-        headers = msg.headers()
-        origin = header(headers, "source.topic")
-        partition = _int(header(headers, "source.partition"), 31)
-        offset = _int(header(headers, "source.offset"), 63)
-        letter_id = header(headers, "source.id") or f"{origin}:{partition}:{offset}:{msg.topic()}:{msg.offset()}"
-        value = msg.value() or b""
-        if not value.startswith(MAGIC):  # the stages seal what they dead-letter; never store clear bytes
-            value = self.sealer.seal(value)
-        return [
-            header(headers, "error.stage"),
-            header(headers, "error.reason"),
-            origin,
-            partition,
-            offset,
-            letter_id,
-            header(headers, RULE_HEADER) or f"{header(headers, 'error.stage') or 'unknown'}:unspecified",
-            (msg.key() or b"").decode(errors="replace"),
-            value,
-            _parse_ts(header(headers, "error.ts")) or now,
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-            now,
-        ]
 
     def _insert(
         self, table: str, names: list[str], columns: list[list[Any]], messages: list[Message], now: datetime
@@ -387,25 +358,6 @@ class Sink:
 
     def stop(self) -> None:
         self.stopping.set()
-
-
-def _int(value: str, bits: int) -> int:
-    """A header's number, or -1 when it is not one or does not fit a signed column of `bits` + 1 bits."""
-    try:
-        number = int(value)
-    except ValueError:
-        return -1
-    return number if -(1 << bits) <= number < (1 << bits) else -1
-
-
-def _parse_ts(value: str) -> datetime | None:
-    try:
-        ts = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-    if ts is not None and ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts if ts is None or _TS_MIN <= ts <= _TS_MAX else None
 
 
 def open_sink(settings: Settings) -> Sink:

@@ -13,16 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import requests
 from confluent_kafka import Producer
 
 from backbone import kafka
 from backbone.net import free_port
 from backbone.settings import Settings, load_settings
+from bench.clean_records import CleanEncoder
 from contract.catalog import catalog_for
-from contract.codec import Registry, encode, subject_for
-from contract.rules import PayloadRules
+from contract.codec import Registry
 from devstack.procs import Child
 
 # The query endpoint's token in every test pipeline (conftest's make_settings sets it).
@@ -88,16 +87,12 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 
 
 class CleanWriter:
-    """Clean records of one entity, encoded with its registered clean schema, produced by key."""
+    """Clean records of one entity (bench/clean_records.py), produced by key onto its clean topic."""
 
     def __init__(self, settings: Settings, entity_name: str) -> None:
         entity = next(e for e in catalog_for(settings).entities if e.name == entity_name)
-        schema = PayloadRules.from_schema(entity.payload_schema()).clean_schema()
-        self.fields = [f["name"] for f in schema["fields"]]
+        self.clean = CleanEncoder(settings, entity)
         self.topic = entity.clean_topic
-        self.entity = entity
-        self.schema_id = Registry.for_settings(settings).register(subject_for(entity.clean_topic), schema)
-        self.parsed = fastavro.parse_schema(schema)
         self.producer = Producer(kafka.client_config(settings))
         self.seq = 0
 
@@ -107,26 +102,7 @@ class CleanWriter:
         if position is None:
             self.seq += 1
             position = self.seq
-        now = datetime.now(UTC)
-        record: dict[str, Any] = {name: None for name in self.fields}
-        record.update(
-            dq_flags=[],  # no rule flagged these records
-            event_id=f"{key}-{position}",
-            op=op,
-            entity_key=key,
-            is_deleted=op == "d",
-            source_system=self.entity.system,
-            source_department=self.entity.department,
-            source_entity=self.entity.name,
-            source_position=f"{position:012d}",
-            ts_source=now,
-            ts_emitted=now,
-            ts_processed=now,
-            payload_version=1,
-            village_code="35.22.01.2001",
-        )
-        record.update(payload)
-        value = encode(self.schema_id, self.parsed, record)
+        value = self.clean.encode(key, op, position, datetime.now(UTC), **payload)
         self.raw(key, value)
         return key, value
 
