@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backbone.errors import UserError
+from backbone.gc_tuning import tune_garbage_collector
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
 from bench import ceilings, chart, local_stack
@@ -346,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # SIGTERM as an exception, so the finally blocks stop the children and the stack.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    tune_garbage_collector()  # as the `backbone` command does: the producer phase runs in this process
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     profile = args.out / f"{stamp}-processor-profile.svg"
     try:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backbone.errors import UserError
+from backbone.gc_tuning import tune_garbage_collector
 from backbone.settings import Settings, get_settings, load_settings
 
 app = typer.Typer(
@@ -384,6 +385,7 @@ def main() -> None:
     os.umask(0o077)
     try:
         load_settings()  # bad settings: one clear line before anything starts
+        tune_garbage_collector()  # every command moves records; the long-lived ones tune again once built
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:  # click returns a command's typer.Exit code instead of raising it
             sys.exit(code)

@@ -16,8 +16,11 @@ def normalise_identity(value: str) -> str:
     system wrote it: Unicode compatibility form, any script's digits as ASCII digits, trimmed and
     single-spaced, case-folded; a number-like value (NIK, phone) without separators, and an
     Indonesian phone number in its national form (+62 812... -> 0812...)."""
-    text = unicodedata.normalize("NFKC", value)
-    text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+    if value.isascii():  # already in compatibility form, digits already ASCII: the common case, kept cheap
+        text = value
+    else:
+        text = unicodedata.normalize("NFKC", value)
+        text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
     text = " ".join(text.split()).casefold()
     compact = _SEPARATORS.sub("", text)
     if compact.lstrip("+").isdigit():
@@ -34,4 +37,15 @@ def scope_secret(master: bytes, scope: str) -> bytes:
 def pseudonymise(secret: bytes, value: str) -> str:
     """Keyed hash of the normalised value: stable across events and the systems of one scope (joins
     still work there), irreversible without the key."""
-    return hmac.new(secret, normalise_identity(value).encode(), hashlib.sha256).hexdigest()[:32]
+    keyed = _keyed.get(secret)
+    if keyed is None:
+        if len(_keyed) >= 64:
+            _keyed.clear()
+        keyed = _keyed[secret] = hmac.new(secret, digestmod=hashlib.sha256)
+    mac = keyed.copy()  # the key's set-up done once per scope, not once per value
+    mac.update(normalise_identity(value).encode())
+    return mac.hexdigest()[:32]
+
+
+# One keyed HMAC per scope secret, copied for each value (a handful of scopes per worker).
+_keyed: dict[bytes, hmac.HMAC] = {}

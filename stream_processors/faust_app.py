@@ -12,6 +12,7 @@ import faust
 from faust.types import TP
 
 from backbone import kafka, logs, metrics
+from backbone.gc_tuning import tune_garbage_collector
 from backbone.settings import Settings
 from stream_processors.offsets import OffsetLedger
 
@@ -109,4 +110,5 @@ def run_until_stopped(app: faust.App, settings: Settings, stage: str) -> None:
     # Our handler and format, not Faust's (override_logging=False keeps what `configure` set).
     worker = faust.Worker(app, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.spinner = None  # no terminal spinner: its cursor codes would land in the log files
+    tune_garbage_collector()  # the app and its tables exist now
     worker.execute_from_commandline()

@@ -26,6 +26,8 @@ from contract.positions import version_of
 from stream_processors.kpi_measures import millis
 
 _SEP = b"\x00"
+# One encoder for every state record (json.dumps with options builds a new one per call).
+_STATE_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def change_version(adapter_kind: str, event: Mapping[str, Any]) -> int:
@@ -58,7 +60,7 @@ class LifecycleState:
         if current is not None and current[0] == event.partition and current[1] > version:
             state, version = current[2], current[1]  # a change sent again: the later state stands
         self.known[where] = (event.partition, version, state)
-        value = json.dumps({"version": version, "fields": state}, separators=(",", ":"), default=str)
+        value = _STATE_JSON.encode({"version": version, "fields": state})
         key = event.topic.encode() + _SEP + (event.key or b"")
         return Output(self.topic, key, value.encode(), partition=event.partition)
 
