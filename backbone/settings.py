@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(default=2000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     processor_app_id: str = "backbone-processor"
+    # Worker processes of `backbone processor` (and of `backbone up`), one consumer group: the
+    # partitions of every cdc topic are shared among them. More than topic_partitions leaves some idle.
+    processor_workers: int = Field(default=1, ge=1, le=32)
     # Data-quality rules beyond the original ones (max, pattern, one_of, compare, references, flags);
     # false only to measure what they cost (make bench).
     processor_dq_rules: bool = True

@@ -80,11 +80,24 @@ def simulate(
 
 
 @app.command()
-def processor() -> None:
+def processor(
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="worker processes in one consumer group (else BACKBONE_PROCESSOR_WORKERS)"),
+    ] = None,
+) -> None:
     """Run the Faust worker: validate, enrich and pseudonymise cdc.* into clean.*."""
+    settings = _settings()
+    n = workers or settings.processor_workers
+    if n > 1:
+        from devstack.workers import run_processor_workers
+
+        _logging(settings, "processor")
+        run_processor_workers(settings, n)
+        return
     from stream_processors.service import run_processor
 
-    run_processor(_settings())
+    run_processor(settings)
 
 
 @app.command()

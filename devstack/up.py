@@ -119,9 +119,19 @@ def topology(settings: Settings, env: dict[str, str]) -> list[Supervised]:
         "BACKBONE_RUN_DIR": str(settings.run_dir),
         "BACKBONE_QUERY_PORT": str(settings.query_port or free_port()),
     }
+    workers = settings.processor_workers  # each a process of its own, supervised and scraped on its own
+    processors = [
+        (
+            "processor" if workers == 1 else f"processor {i + 1}",
+            "BACKBONE_PROCESSOR_METRICS_PORT",
+            ["processor", "--workers", "1"],
+            {"stage": "processor"},
+        )
+        for i in range(workers)
+    ]
     stages = [
         ("sink", "BACKBONE_SINK_METRICS_PORT", ["sink"], {"stage": "sink"}),
-        ("processor", "BACKBONE_PROCESSOR_METRICS_PORT", ["processor"], {"stage": "processor"}),
+        *processors,
         ("kpi", "BACKBONE_KPI_METRICS_PORT", ["kpi"], {"stage": "kpi"}),
         # Not a stage (no `stage` label, as in compose): every consumer group's lag.
         ("lag-exporter", "BACKBONE_LAG_EXPORTER_PORT", ["lag-exporter"], {}),

@@ -170,6 +170,8 @@ def build_app(settings: Settings) -> faust.App:
     async def _drop_waiting(app_, revoked, **kwargs) -> None:  # noqa: ANN001 - Faust signal
         # Their offsets were not committed: the partitions' next owner reads them again.
         cleaner.waiting.drop((tp.topic, tp.partition) for tp in revoked)
+        if cleaner.references is not None:
+            cleaner.references.forget_local()
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs) -> None:  # noqa: ANN001 - Faust signal

@@ -38,6 +38,12 @@ class ReferenceTable:
             value = self.shared.get(key)
         return 1 if value else 0
 
+    def forget_local(self) -> None:
+        """After a rebalance another worker may change what this one accepted (its entities' partitions
+        moved): from now on the topic decides. What this worker wrote is acknowledged, so the global
+        table brings it back; a record referencing it meanwhile waits, it is not refused."""
+        self.local.clear()
+
     def exists(self, entity: str, key: str) -> bool:
         return self._state(entity + _SEP + key) == 1
 

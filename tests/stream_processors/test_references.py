@@ -170,3 +170,16 @@ def test_with_the_rules_off_nothing_waits_and_nothing_is_flagged(pipeline):
     outputs: list[Output] = []
     assert off.process([raw(pupil)], outputs.append) == (1, 0)
     assert clean_of(registry, outputs[0])["dq_flags"] == []
+
+
+def test_after_a_rebalance_the_topic_decides_what_exists_not_what_this_worker_accepted():
+    shared: dict[str, Any] = {}
+    table = ReferenceTable("state.references", shared)
+    assert table.note("education.school", "S1", True) is not None
+    assert table.exists("education.school", "S1")  # accepted here, before the topic brings it back
+    shared["education.school\x00S1"] = 0  # the partition moved; its new owner saw the school deleted
+    assert table.exists("education.school", "S1")
+    table.forget_local()
+    assert not table.exists("education.school", "S1")
+    shared["education.school\x00S1"] = 1
+    assert table.exists("education.school", "S1")
