@@ -50,6 +50,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "producer": ("ratio", 0.25),
     "processor": ("events/s", 8000.0),
     "sink_avro": ("ratio", 0.5),
+    "processor_workers": ("ratio", 1.7),
 }
 
 
@@ -291,9 +292,13 @@ def ratios(stages: dict[str, Any], ceilings: dict[str, Any]) -> list[dict[str, A
         ("sink_clickhouse_connect", "sink", "chDB insert, clickhouse-connect", columnar["rows_per_s"]),
         ("sink_avro", "sink", "chDB insert, FORMAT AvroConfluent", chdb["avro_confluent"]["rows_per_s"]),
     ]
+    if "processor_workers" in stages:  # N workers in one group against one worker, same run
+        workers = stages["processor_workers"]["workers"]
+        lines.append(("processor_workers", f"processor, {workers} workers", "processor, 1 worker",
+                      _rate(stages["processor"])))
     out = []
     for line, stage, ceiling, ceiling_rate in lines:
-        rate = _rate(stages[stage])
+        rate = _rate(stages[line if line in stages else stage])
         ratio = rate / ceiling_rate if ceiling_rate else None
         kind, goal = TARGETS.get(line, ("", 0.0))
         met = None if not kind else (rate >= goal if kind == "events/s" else ratio is not None and ratio >= goal)

@@ -187,14 +187,31 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def phase_settings(run_dir: Path, tag: str, kafka_bootstrap: str, registry_url: str) -> Settings:
+def phase_settings(run_dir: Path, tag: str, kafka_bootstrap: str, registry_url: str, **extra: object) -> Settings:
     """A phase of its own: run folder (chDB store), topic prefix, processor app id and sink group."""
     return load_settings(
         run_dir=run_dir, kafka_bootstrap=kafka_bootstrap, registry_url=registry_url,
         topic_prefix=f"{tag}.", processor_app_id=f"{tag}-processor", sink_group_id=f"{tag}-sink",
         pii_key="bench-key-not-secret", processor_metrics_port=free_port(), sink_metrics_port=free_port(),
-        query_port=free_port(),
+        query_port=free_port(), **extra,
     )
+
+
+def workers_phase(args: argparse.Namespace, settings: Settings, timeout: float) -> dict[str, Any]:
+    """`backbone processor --workers N` on a backlog of its own (fresh topics, as many events as the
+    one-worker phase): the rate of N processes in one group, to set against one worker's."""
+    bootstrap(settings)
+    producer_phase(settings, args.events)
+    children: list[Child] = []
+    written = KafkaProgress(settings, [ceilings.licensing(settings).clean_topic, named(settings, DLQ_PROCESSOR)])
+    try:
+        drained = drain(settings, "processor", children, args.events, written,
+                        lambda value, _started: value >= args.events, timeout, args.stall)
+    finally:
+        written.close()
+        for child in children:
+            child.stop()
+    return {**asdict(drained), "workers": settings.processor_workers}
 
 
 def run_phases(
@@ -241,6 +258,12 @@ def run_phases(
     finally:
         for child in reversed(children):
             child.stop()
+    stages = {"producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": failed},
+              "sink": {**asdict(sunk), "rows_final": rows}}
+    if args.workers > 1:
+        console.log(f"processor: {args.workers} workers in one group, draining a backlog of {n:,} of their own")
+        stages["processor_workers"] = workers_phase(args, phase_settings(
+            work / "workers", f"{tag}-workers", kafka_bootstrap, registry_url, processor_workers=args.workers), timeout)
     # The ceilings on the same stack and topics, with the stages stopped (issue 12): ratios, not only rates.
     console.log("ceilings: ProducerPerformance, ConsumerPerformance, chDB inserts (clickhouse-connect, AvroConfluent)")
     ceiling = ceilings.measure(settings, n, work / "ceilings")
@@ -252,8 +275,6 @@ def run_phases(
         rules = rules_phase(phase_settings(work / "rules", f"{tag}-rules", kafka_bootstrap, registry_url),
                             args.domain_events, BAD_RATIO, 120 + 7 * args.domain_events / 100, args.stall)
     calibration_end = ceilings.calibration()
-    stages = {"producer": asdict(producer), "processor": {**asdict(processed), "dead_lettered": failed},
-              "sink": {**asdict(sunk), "rows_final": rows}}
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         # Load and a fixed calibration loop before and after: other work on the machine skews every figure.
@@ -297,6 +318,9 @@ def render(report: dict[str, Any]) -> Table:
                       "", "", f(rss.get(name)))
         table.add_row(f"  incl. start-up ({f(s['startup_seconds'], '.1f')}s)", f(s["events"]), f(s["seconds"], ".2f"),
                       f(s["events_per_s"]))
+    if (w := stages.get("processor_workers")) is not None:
+        table.add_row(f"processor, {w['workers']} workers", f(w["steady_events"]), f(w["steady_seconds"], ".2f"),
+                      f(w["steady_events_per_s"]))
     for label, key in (("stored", "source_to_stored_ms"), ("processed", "source_to_processed_ms")):
         table.add_row(f"freshness source→{label}", f(fresh["events"]), f(fresh["produce_seconds"], ".2f"),
                       f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
@@ -336,14 +360,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s in the freshness phase")
     parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
     parser.add_argument("--domain-events", type=int, default=3000, help="events per system, all-domains phase")
+    parser.add_argument("--workers", type=int, default=2, help="processor workers of the scale-out phase (1: skip it)")
     parser.add_argument("--skip-domains", action="store_true", help="skip the all-domains phase")
     parser.add_argument("--skip-rules", action="store_true", help="skip the data-quality rules phase")
     parser.add_argument("--skip-portal", action="store_true", help="skip the portal bench")
     parser.add_argument("--stall", type=float, default=30.0, help="fail a stage after this long without progress")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results", help="folder for the JSON")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.domain_events < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
-        parser.error("--events, --domain-events, --rate and --fresh-seconds must be positive")
+    if args.events < 1 or args.domain_events < 1 or args.workers < 1 or args.rate <= 0 or args.fresh_seconds <= 0:
+        parser.error("--events, --domain-events, --workers, --rate and --fresh-seconds must be positive")
 
     # SIGTERM as an exception, so the finally blocks stop the children and the stack.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
