@@ -8,7 +8,9 @@ kept (see `Heartbeat`, `ChildCache`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from itertools import accumulate
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -163,6 +165,16 @@ def observe_counted(child: Any, cumulative: Sequence[int], total: float) -> None
             bucket.inc(count - previous)
         previous = count
     child._sum.inc(total)
+
+
+def observe_many(child: Any, values: Iterable[float]) -> None:
+    """A batch's observations in one update (observe() takes the child's lock once per value)."""
+    bounds = child._upper_bounds
+    counts, total = [0] * len(bounds), 0.0
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bucket whose upper bound is >= value
+        total += value
+    observe_counted(child, list(accumulate(counts)), total)
 
 
 def serve_metrics(host: str, port: int) -> int:

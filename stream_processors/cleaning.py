@@ -173,17 +173,18 @@ class Cleaner(Planner):
         # Counted per batch (one increment per topic), not per event: label lookups take a lock.
         for topic, n in metrics.count_by(events, lambda e: e.topic).items():
             metrics.EVENTS_IN.labels(STAGE, topic).inc(n)
-        latency = metrics.PROCESSING_LATENCY.labels(STAGE)
         now_ms = time.time() * 1000
         for event in events:
             if self.waiting.blocked(event):  # an earlier change of its entity waits: so does it
                 self.waiting.add(event, None, arrival)
             else:
                 self._handle(event, now, arrival, arrival, emit, tally, None)
-            if event.timestamp_ms:
-                latency.observe(max(0.0, (now_ms - event.timestamp_ms) / 1000))
         self._release(now, arrival, emit, tally)
         self._publish(tally)
+        metrics.observe_many(
+            metrics.PROCESSING_LATENCY.labels(STAGE),
+            (max(0.0, (now_ms - e.timestamp_ms) / 1000) for e in events if e.timestamp_ms),
+        )
         return tally.ok, tally.failed
 
     def release(self, emit: Callable[[Output], None]) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from backbone.metrics import observe_counted
+from backbone.metrics import observe_counted, observe_many
 
 BOUNDS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
@@ -28,6 +28,17 @@ def test_counted_observations_equal_one_observe_per_value():
     cumulative = [sum(v <= b for v in values) for b in child._upper_bounds]
     observe_counted(child, cumulative, sum(values))
     assert samples(counted) == pytest.approx(samples(one_by_one))
+
+
+def test_a_batch_observed_at_once_equals_one_observe_per_value():
+    rng = random.Random(8)
+    values = [rng.choice([0.0, 0.05, 0.1, 30.0, 1e6]) if i % 5 == 0 else rng.expovariate(0.5) for i in range(2000)]
+    one_by_one = Histogram("one", "h", buckets=BOUNDS, registry=CollectorRegistry())
+    at_once = Histogram("one", "h", buckets=BOUNDS, registry=CollectorRegistry())
+    for v in values:
+        one_by_one.observe(v)
+    observe_many(at_once, values)
+    assert samples(at_once) == pytest.approx(samples(one_by_one))
 
 
 def test_counts_must_match_the_buckets():
