@@ -292,6 +292,8 @@ def ratios(stages: dict[str, Any], ceilings: dict[str, Any]) -> list[dict[str, A
         ("sink_clickhouse_connect", "sink", "chDB insert, clickhouse-connect", columnar["rows_per_s"]),
         ("sink_avro", "sink", "chDB insert, FORMAT AvroConfluent", chdb["avro_confluent"]["rows_per_s"]),
     ]
+    if "quix_peer" in stages:  # the Python peer doing the same job: the issue wants about twice its rate
+        lines.append(("processor_vs_quix", "processor", "Quix Streams app, same job", _rate(stages["quix_peer"])))
     if "processor_workers" in stages:  # N workers in one group against one worker, same run
         workers = stages["processor_workers"]["workers"]
         lines.append(("processor_workers", f"processor, {workers} workers", "processor, 1 worker",

@@ -1,7 +1,8 @@
 """Throughput and freshness of the pipeline on a fresh local stack (Kafka + Apicurio in a temporary folder).
 
 Phases: producer (in-process, as fast as possible), processor (profiled by py-spy) and sink (child
-processes draining the backlog), then end-to-end freshness at a fixed rate with both stages running; then
+processes draining the backlog), then end-to-end freshness at a fixed rate with both stages running; the
+processor with N workers, and the Quix Streams peer on the same backlog (bench/quix_peer.py); then
 the stages' ceilings on the same stack and topics (bench/ceilings.py: the ratios, a chart beside the JSON);
 then all domains: every simulated system at once on fresh topics, timed per domain. Every wait is bounded."""
 
@@ -33,7 +34,7 @@ from backbone.errors import UserError
 from backbone.gc_tuning import tune_garbage_collector
 from backbone.net import free_port
 from backbone.settings import PROJECT_ROOT, Settings, load_settings
-from bench import ceilings, chart, local_stack
+from bench import ceilings, chart, local_stack, quix_peer
 from bench import portal as portal_bench
 from bench.stages import (
     FAILED,
@@ -264,6 +265,10 @@ def run_phases(
         console.log(f"processor: {args.workers} workers in one group, draining a backlog of {n:,} of their own")
         stages["processor_workers"] = workers_phase(args, phase_settings(
             work / "workers", f"{tag}-workers", kafka_bootstrap, registry_url, processor_workers=args.workers), timeout)
+    if not args.skip_peer:
+        console.log("Quix Streams peer: the same job on the same backlog (a venv of its own, made once)")
+        stages["quix_peer"] = quix_peer.measure(settings, ceilings.TABLE, clean_events, work / "quix-peer",
+                                                timeout, args.stall)
     # The ceilings on the same stack and topics, with the stages stopped (issue 12): ratios, not only rates.
     console.log("ceilings: ProducerPerformance, ConsumerPerformance, chDB inserts (clickhouse-connect, AvroConfluent)")
     ceiling = ceilings.measure(settings, n, work / "ceilings")
@@ -318,6 +323,9 @@ def render(report: dict[str, Any]) -> Table:
                       "", "", f(rss.get(name)))
         table.add_row(f"  incl. start-up ({f(s['startup_seconds'], '.1f')}s)", f(s["events"]), f(s["seconds"], ".2f"),
                       f(s["events_per_s"]))
+    if (q := stages.get("quix_peer")) is not None:
+        table.add_row("Quix Streams peer", f(q["steady_events"]), f(q["steady_seconds"], ".2f"),
+                      f(q["steady_events_per_s"]))
     if (w := stages.get("processor_workers")) is not None:
         table.add_row(f"processor, {w['workers']} workers", f(w["steady_events"]), f(w["steady_seconds"], ".2f"),
                       f(w["steady_events_per_s"]))
@@ -361,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh-seconds", type=float, default=10.0, help="length of the freshness phase")
     parser.add_argument("--domain-events", type=int, default=3000, help="events per system, all-domains phase")
     parser.add_argument("--workers", type=int, default=2, help="processor workers of the scale-out phase (1: skip it)")
+    parser.add_argument("--skip-peer", action="store_true", help="skip the Quix Streams peer")
     parser.add_argument("--skip-domains", action="store_true", help="skip the all-domains phase")
     parser.add_argument("--skip-rules", action="store_true", help="skip the data-quality rules phase")
     parser.add_argument("--skip-portal", action="store_true", help="skip the portal bench")

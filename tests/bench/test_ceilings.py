@@ -36,3 +36,10 @@ def test_workers_are_held_against_one_worker_of_the_same_run():
     assert short["ceiling_rate"] == 4_000.0 and short["ratio"] == 1.5 and short["verdict"] == "short"
     (met,) = [r for r in ratios(stages(6_800.0), CEILINGS) if r["line"] == "processor_workers"]
     assert met["stage"] == "processor, 2 workers" and met["verdict"] == "pass"
+
+
+def test_the_processor_is_set_against_the_quix_streams_peer_of_the_same_run():
+    with_peer = {**stages(None), "quix_peer": {"events_per_s": 3_000.0, "steady_events_per_s": 2_000.0}}
+    (line,) = [r for r in ratios(with_peer, CEILINGS) if r["line"] == "processor_vs_quix"]
+    assert line["rate"] == 4_000.0 and line["ceiling_rate"] == 2_000.0 and line["ratio"] == 2.0
+    assert line["ceiling"] == "Quix Streams app, same job" and line["verdict"] is None
