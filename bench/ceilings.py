@@ -286,21 +286,23 @@ def ratios(stages: dict[str, Any], ceilings: dict[str, Any]) -> list[dict[str, A
     chdb = ceilings["chdb"]
     producer, consumer, columnar = (ceilings["producer_performance"], ceilings["consumer_performance"],
                                     chdb["clickhouse_connect"])
-    lines = [
-        ("producer", "producer", "ProducerPerformance", producer["records_per_s"]),
-        ("processor", "processor", "ConsumerPerformance (fetch)", consumer["fetch_messages_per_s"]),
-        ("sink_clickhouse_connect", "sink", "chDB insert, clickhouse-connect", columnar["rows_per_s"]),
-        ("sink_avro", "sink", "chDB insert, FORMAT AvroConfluent", chdb["avro_confluent"]["rows_per_s"]),
+    processor = _rate(stages["processor"])
+    sink = _rate(stages["sink"])
+    lines = [  # (line, stage, its rate, ceiling, the ceiling's rate)
+        ("producer", "producer", _rate(stages["producer"]), "ProducerPerformance", producer["records_per_s"]),
+        ("processor", "processor", processor, "ConsumerPerformance (fetch)", consumer["fetch_messages_per_s"]),
+        ("sink_clickhouse_connect", "sink", sink, "chDB insert, clickhouse-connect", columnar["rows_per_s"]),
+        ("sink_avro", "sink", sink, "chDB insert, FORMAT AvroConfluent", chdb["avro_confluent"]["rows_per_s"]),
     ]
     if "quix_peer" in stages:  # the Python peer doing the same job: the issue wants about twice its rate
-        lines.append(("processor_vs_quix", "processor", "Quix Streams app, same job", _rate(stages["quix_peer"])))
+        lines.append(("processor_vs_quix", "processor", processor, "Quix Streams app, same job",
+                      _rate(stages["quix_peer"])))
     if "processor_workers" in stages:  # N workers in one group against one worker, same run
-        workers = stages["processor_workers"]["workers"]
-        lines.append(("processor_workers", f"processor, {workers} workers", "processor, 1 worker",
-                      _rate(stages["processor"])))
+        workers = stages["processor_workers"]
+        lines.append(("processor_workers", f"processor, {workers['workers']} workers", _rate(workers),
+                      "processor, 1 worker", processor))
     out = []
-    for line, stage, ceiling, ceiling_rate in lines:
-        rate = _rate(stages[line if line in stages else stage])
+    for line, stage, rate, ceiling, ceiling_rate in lines:
         ratio = rate / ceiling_rate if ceiling_rate else None
         kind, goal = TARGETS.get(line, ("", 0.0))
         met = None if not kind else (rate >= goal if kind == "events/s" else ratio is not None and ratio >= goal)

@@ -1,4 +1,5 @@
-"""One picture of a bench run: each stage's rate against the ceiling measured in the same run (PNG)."""
+"""How a bench run is shown: its table (printed) and one picture of each stage's rate against the
+ceiling measured in the same run (PNG)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on the bench machine
 
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
+from rich.table import Table  # noqa: E402
 
 from bench.ceilings import calibration_note  # noqa: E402
 
@@ -46,3 +48,61 @@ def draw(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def table(report: dict[str, Any]) -> Table:
+    """The run's table: each stage's rate, freshness, peak memory, the rules and all-domains phases."""
+    machine = report["machine"]
+    out = Table(title=f"backbone bench: {report['events']:,} events, {machine['cores']} cores, "
+                      f"load {machine['load_avg_1m_start']:.1f}→{machine['load_avg_1m_end']:.1f}",
+                header_style="bold")
+    for column in ("stage", "events", "seconds", "events/s", "p50 ms", "p99 ms", "peak RSS MiB"):
+        out.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
+
+    def f(value: float | None, spec: str = ",.0f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    stages, rss, fresh = report["stages"], report["peak_rss_mib"], report["freshness"]
+    producer = stages["producer"]
+    out.add_row("producer", f(producer["events"]), f(producer["seconds"], ".2f"), f(producer["events_per_s"]))
+    for name in ("processor", "sink"):
+        s = stages[name]
+        out.add_row(name, f(s["steady_events"]), f(s["steady_seconds"], ".2f"), f(s["steady_events_per_s"]),
+                    "", "", f(rss.get(name)))
+        out.add_row(f"  incl. start-up ({f(s['startup_seconds'], '.1f')}s)", f(s["events"]), f(s["seconds"], ".2f"),
+                    f(s["events_per_s"]))
+    for key in ("quix_peer", "processor_workers"):
+        if (s := stages.get(key)) is not None:
+            label = "Quix Streams peer" if key == "quix_peer" else f"processor, {s['workers']} workers"
+            out.add_row(label, f(s["steady_events"]), f(s["steady_seconds"], ".2f"), f(s["steady_events_per_s"]))
+    for label, key in (("stored", "source_to_stored_ms"), ("processed", "source_to_processed_ms")):
+        out.add_row(f"freshness source→{label}", f(fresh["events"]), f(fresh["produce_seconds"], ".2f"),
+                    f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
+    out.caption = ("processor/sink rows: first event seen → last (backlog drained); "
+                   f"freshness at {fresh['target_rate']:g}/s target, p50/p99 from ClickHouse")
+    if rules := report.get("rules"):
+        out.add_section()
+        for label in ("rules_on", "rules_off"):
+            r = rules[label]
+            out.add_row(f"processor, {label.replace('_', ' ')}", f(r["steady_events"]), f(r["steady_seconds"], ".2f"),
+                        f(r["steady_events_per_s"]))
+    if (dom := report.get("domains")) is None:
+        return out
+    out.add_section()
+    p = dom["producer"]
+    out.add_row("all domains: producer", f(p["events"]), f(p["seconds"], ".2f"), f(p["events_per_s"]))
+    for name in ("processor", "sink"):
+        s = dom[name]
+        out.add_row(f"all domains: {name}", f(s["steady_events"]), f(s["steady_seconds"], ".2f"),
+                    f(s["steady_events_per_s"]), "", "", f(dom["peak_rss_mib"].get(name)))
+    per = dom["per_domain"]
+    for name, d in [*per.items(), ("total", {
+            "events": sum(d["events"] for d in per.values()),
+            "dead_lettered": sum(d["dead_lettered"] for d in per.values()),
+            "processed_seconds": max(d["processed_seconds"] for d in per.values()),
+            "stored_seconds": max(d["stored_seconds"] for d in per.values())})]:
+        out.add_row(f"  {name} ({d['dead_lettered']:,} dead)", f(d["events"]),
+                    f"{d['processed_seconds']:.1f} / {d['stored_seconds']:.1f}")
+    out.caption += (f"; all domains: {dom['events_per_system']:,} events per system, {dom['bad_ratio']:.0%} bad; "
+                    "per-domain seconds: processed / stored, from the stage's start")
+    return out

@@ -28,7 +28,6 @@ from typing import Any
 
 import requests
 from rich.console import Console
-from rich.table import Table
 
 from backbone.errors import UserError
 from backbone.gc_tuning import tune_garbage_collector
@@ -198,18 +197,27 @@ def phase_settings(run_dir: Path, tag: str, kafka_bootstrap: str, registry_url: 
     )
 
 
+def drain_processor(settings: Settings, children: list[Child], n: int, timeout: float, stall: float,
+                    on_first: Callable[[Child], object] | None = None) -> Throughput:
+    """Start the processor on a backlog of n events and time it until each has an output. Progress
+    from Kafka (clean records and dead letters written), not by scraping the processor."""
+    written = KafkaProgress(settings, [ceilings.licensing(settings).clean_topic, named(settings, DLQ_PROCESSOR)])
+    try:
+        return drain(settings, "processor", children, n, written, lambda value, _started: value >= n,
+                     timeout, stall, on_first=on_first)
+    finally:
+        written.close()
+
+
 def workers_phase(args: argparse.Namespace, settings: Settings, timeout: float) -> dict[str, Any]:
     """`backbone processor --workers N` on a backlog of its own (fresh topics, as many events as the
     one-worker phase): the rate of N processes in one group, to set against one worker's."""
     bootstrap(settings)
     producer_phase(settings, args.events)
     children: list[Child] = []
-    written = KafkaProgress(settings, [ceilings.licensing(settings).clean_topic, named(settings, DLQ_PROCESSOR)])
     try:
-        drained = drain(settings, "processor", children, args.events, written,
-                        lambda value, _started: value >= args.events, timeout, args.stall)
+        drained = drain_processor(settings, children, args.events, timeout, args.stall)
     finally:
-        written.close()
         for child in children:
             child.stop()
     return {**asdict(drained), "workers": settings.processor_workers}
@@ -230,15 +238,10 @@ def run_phases(
         url = metrics_url(settings, "processor")
         clean_topic = ceilings.licensing(settings).clean_topic
         profiler = Profiler(profile)  # attached once the processor is under load, stopped when it is drained
-        # Progress from Kafka (clean records and dead letters written), not by scraping the processor.
-        written = KafkaProgress(settings, [clean_topic, named(settings, DLQ_PROCESSOR)])
         try:
-            processed = drain(settings, "processor", children, n, written,
-                              lambda value, _started: value >= n, timeout, args.stall,  # dead letters count
-                              on_first=profiler.attach)
+            processed = drain_processor(settings, children, n, timeout, args.stall, on_first=profiler.attach)
         finally:
             profiled = profiler.stop()
-            written.close()
         failed = counter(url, "processor", (FAILED,))
 
         console.log("sink: draining the backlog")
@@ -303,65 +306,6 @@ def run_phases(
     }
 
 
-def render(report: dict[str, Any]) -> Table:
-    machine = report["machine"]
-    table = Table(title=f"backbone bench: {report['events']:,} events, {machine['cores']} cores, "
-                        f"load {machine['load_avg_1m_start']:.1f}→{machine['load_avg_1m_end']:.1f}",
-                  header_style="bold")
-    for column in ("stage", "events", "seconds", "events/s", "p50 ms", "p99 ms", "peak RSS MiB"):
-        table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
-
-    def f(value: float | None, spec: str = ",.0f") -> str:
-        return "-" if value is None else format(value, spec)
-
-    stages, rss, fresh = report["stages"], report["peak_rss_mib"], report["freshness"]
-    producer = stages["producer"]
-    table.add_row("producer", f(producer["events"]), f(producer["seconds"], ".2f"), f(producer["events_per_s"]))
-    for name in ("processor", "sink"):
-        s = stages[name]
-        table.add_row(name, f(s["steady_events"]), f(s["steady_seconds"], ".2f"), f(s["steady_events_per_s"]),
-                      "", "", f(rss.get(name)))
-        table.add_row(f"  incl. start-up ({f(s['startup_seconds'], '.1f')}s)", f(s["events"]), f(s["seconds"], ".2f"),
-                      f(s["events_per_s"]))
-    if (q := stages.get("quix_peer")) is not None:
-        table.add_row("Quix Streams peer", f(q["steady_events"]), f(q["steady_seconds"], ".2f"),
-                      f(q["steady_events_per_s"]))
-    if (w := stages.get("processor_workers")) is not None:
-        table.add_row(f"processor, {w['workers']} workers", f(w["steady_events"]), f(w["steady_seconds"], ".2f"),
-                      f(w["steady_events_per_s"]))
-    for label, key in (("stored", "source_to_stored_ms"), ("processed", "source_to_processed_ms")):
-        table.add_row(f"freshness source→{label}", f(fresh["events"]), f(fresh["produce_seconds"], ".2f"),
-                      f(fresh["achieved_rate"]), f(fresh[key]["p50"]), f(fresh[key]["p99"]))
-    table.caption = ("processor/sink rows: first event seen → last (backlog drained); "
-                     f"freshness at {fresh['target_rate']:g}/s target, p50/p99 from ClickHouse")
-    if rules := report.get("rules"):
-        table.add_section()
-        for label in ("rules_on", "rules_off"):
-            r = rules[label]
-            table.add_row(f"processor, {label.replace('_', ' ')}", f(r["steady_events"]), f(r["steady_seconds"], ".2f"),
-                          f(r["steady_events_per_s"]))
-    if (dom := report.get("domains")) is None:
-        return table
-    table.add_section()
-    p = dom["producer"]
-    table.add_row("all domains: producer", f(p["events"]), f(p["seconds"], ".2f"), f(p["events_per_s"]))
-    for name in ("processor", "sink"):
-        s = dom[name]
-        table.add_row(f"all domains: {name}", f(s["steady_events"]), f(s["steady_seconds"], ".2f"),
-                      f(s["steady_events_per_s"]), "", "", f(dom["peak_rss_mib"].get(name)))
-    per = dom["per_domain"]
-    for name, d in [*per.items(), ("total", {
-            "events": sum(d["events"] for d in per.values()),
-            "dead_lettered": sum(d["dead_lettered"] for d in per.values()),
-            "processed_seconds": max(d["processed_seconds"] for d in per.values()),
-            "stored_seconds": max(d["stored_seconds"] for d in per.values())})]:
-        table.add_row(f"  {name} ({d['dead_lettered']:,} dead)", f(d["events"]),
-                      f"{d['processed_seconds']:.1f} / {d['stored_seconds']:.1f}")
-    table.caption += (f"; all domains: {dom['events_per_system']:,} events per system, {dom['bad_ratio']:.0%} bad; "
-                      "per-domain seconds: processed / stored, from the stage's start")
-    return table
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__)
     parser.add_argument("--events", type=int, default=50_000, help="events for the throughput phases")
@@ -394,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]bench failed:[/] {exc}", highlight=False)
         return 1
 
-    console.print(render(report))
+    console.print(chart.table(report))
     console.print(ceilings.ratio_table(report))
     if error := report["processor_profile"]["error"]:
         console.print(f"[yellow]no processor profile:[/] {error}", highlight=False)

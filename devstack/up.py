@@ -105,6 +105,14 @@ class Supervisor:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
+    def supervise(self, stop: threading.Event, duration: float | None = None) -> None:
+        """Check every half second until `stop` is set (or `duration` has passed)."""
+        began = time.monotonic()
+        while not stop.wait(0.5):
+            self.check(time.monotonic())
+            if duration is not None and time.monotonic() - began >= duration:
+                return
+
     def stop(self) -> None:
         for p in reversed(self.processes):  # producers first, the store last
             p.child.stop()
@@ -218,11 +226,7 @@ def run_up(settings: Settings, duration: float | None = None, webhook: str | Non
         log.warning(
             "up: %d processes supervised; Prometheus %s, Alertmanager %s", len(processes), prometheus.url, manager.url
         )
-        began = time.monotonic()
-        while not stop.wait(0.5):
-            supervisor.check(time.monotonic())
-            if duration is not None and time.monotonic() - began >= duration:
-                break
+        supervisor.supervise(stop, duration)
     finally:
         if supervisor is not None:
             supervisor.stop()

@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 
 from backbone.net import free_port
 from backbone.settings import Settings
@@ -46,12 +45,11 @@ def run_processor_workers(settings: Settings, n: int, stop: threading.Event | No
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    supervisor = Supervisor(worker_processes(settings, n), settings.run_dir / STATE_FILE)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(worker_processes(settings, n), settings.run_dir / STATE_FILE)
     try:
         supervisor.start()
         log.info("%d processor workers started; logs in %s", n, settings.run_dir / "logs")
-        while not stop.wait(0.5):
-            supervisor.check(time.monotonic())
+        supervisor.supervise(stop)
     finally:
         supervisor.stop()
