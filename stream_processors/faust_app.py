@@ -42,6 +42,20 @@ def new_app(settings: Settings, app_id: str, store: str, datadir: str, **extra: 
     )
 
 
+async def seek(app: faust.App, tp: TP, offset: int) -> None:
+    """Read `tp` again from `offset`, on the consumer's own thread. Faust's `consumer.seek` calls
+    aiokafka from the event loop's thread while the consumer thread may be fetching; aiokafka's fetcher
+    is not thread-safe, and that race crashed the worker (KeyError in `fetched_records`) when a
+    cold start's rewinds seeked several times a second."""
+    consumer = app.consumer
+    thread = getattr(consumer, "_thread", None)
+    if thread is None:  # a consumer that is not delegated to a thread
+        await consumer.seek(tp, offset)
+        return
+    await thread.call_thread(thread.seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None  # noqa: SLF001 - what Faust's seek() also sets
+
+
 def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collection[str], stage: str) -> None:
     @app.timer(interval=1.0)
     async def commit_inputs() -> None:
@@ -90,7 +104,7 @@ def install_ledger_timers(app: faust.App, ledger: OffsetLedger, topics: Collecti
                 metrics.RETRIES.labels(stage, "stalled_partition").inc()
                 log.warning("%s[%s] stalled at offset %s below %s; re-reading", *key, expected, high)
                 try:
-                    await app.consumer.seek(tp, expected)
+                    await seek(app, tp, expected)
                 except Exception as exc:  # noqa: BLE001 - retried at the next tick
                     log.warning("seek failed: %s", exc)
                 stalled_since[key] = (expected, now)

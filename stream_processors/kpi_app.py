@@ -37,7 +37,7 @@ from contract.catalog import catalog_for
 from contract.codec import Registry, UndecodableMessage, decode, encode, subject_for
 from contract.kpis import Kpi, kpis_for, value_schema
 from contract.workdays import load_calendar
-from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped
+from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped, seek
 from stream_processors.kpi_measures import Aggregate
 from stream_processors.kpi_state import AggKey, KpiEngine, slot
 from stream_processors.offsets import OffsetLedger, committed_offsets_lookup
@@ -191,7 +191,7 @@ def build_app(settings: Settings) -> faust.App:
             )
             for (topic, partition), offset in rewinds.items():
                 metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
-                await app.consumer.seek(TP(topic, partition), offset)
+                await seek(app, TP(topic, partition), offset)
 
     def apply_event(event: Any, now_ms: int, changed: dict[bytes, tuple[Any, dict[str, Any]]]) -> None:
         """Applies the event to the engine; the entity's new state goes to `changed` (entity key ->

@@ -26,7 +26,7 @@ from contract.codec import Registry
 from contract.deadletter import Output, RawEvent
 from contract.topics import DLQ_PROCESSOR, REF_REGIONS, STATE_LIFECYCLE, STATE_REFERENCES, named
 from stream_processors.cleaning import DEFAULT_MAX_MESSAGE_BYTES, STAGE, Cleaner
-from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped
+from stream_processors.faust_app import install_ledger_timers, new_app, run_until_stopped, seek
 from stream_processors.lifecycle import LifecycleState, read_partition
 from stream_processors.offsets import committed_offsets_lookup
 from stream_processors.references import HoldingLedger, ReferenceTable
@@ -147,7 +147,7 @@ def build_app(settings: Settings) -> faust.App:
             for (topic, partition), offset in rewinds.items():
                 metrics.RETRIES.labels(STAGE, "skipped_offset").inc()
                 log.warning("offset %s of %s[%s] was skipped by the consumer; re-reading", offset, topic, partition)
-                await app.consumer.seek(TP(topic, partition), offset)
+                await seek(app, TP(topic, partition), offset)
             heartbeat.idle()
 
     install_ledger_timers(app, ledger, cdc_topics, STAGE)
